@@ -1,0 +1,129 @@
+"""The two datasets: found offline, in a cache, or downloaded from a pinned URL and checked."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A file the book trains on: its name on disk, where it comes from and its SHA-256."""
+
+    filename: str
+    url: str
+    sha256: str
+
+
+DATASETS = {
+    "names": Dataset(
+        "names.txt",
+        "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt",
+        "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d",
+    ),
+    "shakespeare": Dataset(
+        "tinyshakespeare.txt",
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    ),
+}
+
+
+class DataError(RuntimeError):
+    """A dataset could not be found, downloaded or verified; the message says how to fix it."""
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: ``$MICROGPT_CACHE``, else ``$XDG_CACHE_HOME/microgpt`` or ``~/.cache/microgpt``."""
+    if os.environ.get("MICROGPT_CACHE"):
+        return Path(os.environ["MICROGPT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "microgpt"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def download(dataset: Dataset, dest: Path, timeout: float = 30.0) -> None:
+    """Fetch ``dataset.url`` to ``dest`` atomically, keeping it only if its SHA-256 matches."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    print(f"downloading {dataset.filename} from {dataset.url}", file=sys.stderr)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dataset.filename}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(dataset.url, timeout=timeout) as response:
+            out.write(response.read())
+        got = sha256_of(Path(tmp))
+        if got != dataset.sha256:
+            raise DataError(
+                f"{dataset.filename} downloaded from {dataset.url} has SHA-256 {got}, expected "
+                f"{dataset.sha256}; nothing was cached. Retry later, or put a good copy in a folder "
+                "and set MICROGPT_DATA to it."
+            )
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError) as err:
+        raise DataError(
+            f"could not download {dataset.filename} from {dataset.url} ({err}). Check your network "
+            "and retry, or put the file in a folder and set MICROGPT_DATA to it."
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def fetch(name: str) -> Path:
+    """Path to a verified copy of dataset ``name``: ``$MICROGPT_DATA`` first, then the cache, then download."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    dataset = DATASETS[name]
+    offline = os.environ.get("MICROGPT_DATA")
+    if offline:
+        path = Path(offline).expanduser() / dataset.filename
+        if path.is_file():
+            if sha256_of(path) != dataset.sha256:
+                raise DataError(
+                    f"{path} (from MICROGPT_DATA) does not match the SHA-256 of {dataset.filename}; "
+                    "replace it with a good copy, or unset MICROGPT_DATA to download it."
+                )
+            return path
+    cached = cache_dir() / dataset.filename
+    if cached.is_file() and sha256_of(cached) == dataset.sha256:
+        return cached
+    try:
+        download(dataset, cached)
+    except DataError as err:
+        looked = [f"{offline} (MICROGPT_DATA)"] if offline else []
+        raise DataError(f"{err} Looked for it in: {', '.join([*looked, str(cache_dir())])}.") from None
+    return cached
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """Read a user's own text file as UTF-8, with a clear error if it is missing or unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read data file {path}: {err}") from None
+
+
+def load_names(path: str | os.PathLike | None = None) -> list[str]:
+    """The names dataset (or your own file, one document a line), blank lines dropped."""
+    text = read_text(path if path is not None else fetch("names"))
+    docs = [line.strip() for line in text.splitlines() if line.strip()]
+    if not docs:
+        raise DataError(f"{path} holds no non-empty lines")
+    return docs
+
+
+def load_shakespeare(path: str | os.PathLike | None = None) -> str:
+    """The tiny-shakespeare text (or your own file), as one string."""
+    text = read_text(path if path is not None else fetch("shakespeare"))
+    if not text:
+        raise DataError(f"{path} is empty")
+    return text
