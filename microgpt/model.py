@@ -1,0 +1,183 @@
+"""The GPT of microgpt as a batched PyTorch module: the scalar engine's maths, on tensors.
+
+Same architecture as :mod:`microgpt.scalar`, line for line: token and position embeddings, RMSNorm
+without weights (after the embedding and before each sub-block), multi-head causal attention, a ReLU
+MLP four times as wide, residual connections, no biases, a separate ``lm_head`` and no final norm.
+The model knows nothing of training: ``model(idx)`` maps token ids ``(B, T)`` to logits ``(B, T, vocab)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from microgpt.config import GPTConfig
+from microgpt.scalar import Matrix, param_shapes
+
+__all__ = ["GPT", "GPTConfig", "KVCache", "rmsnorm", "causal_mask"]
+
+
+def rmsnorm(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """Scale each vector (last dimension) to unit root-mean-square; no learned weights."""
+    return x * (x.pow(2).mean(-1, keepdim=True) + eps) ** -0.5
+
+
+def causal_mask(size: int) -> Tensor:
+    """A ``size x size`` additive mask: 0 where a position may look (itself and before), -inf after."""
+    return torch.full((size, size), float("-inf")).triu(1)
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the positions already seen, per layer, so each new token costs one position.
+
+    Make one with ``model.new_cache()`` and pass it to ``model(idx, cache)`` repeatedly: every call
+    appends its positions. It holds at most ``block_size`` positions (positions are absolute).
+    """
+
+    keys: list[Tensor | None]
+    values: list[Tensor | None]
+    length: int = field(default=0)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head attention where each position sees only itself and the positions before it."""
+
+    def __init__(self, config: GPTConfig, sdpa: bool = False):
+        super().__init__()
+        d = config.n_embd
+        self.n_head, self.head_dim, self.sdpa = config.n_head, config.head_dim, sdpa
+        self.wq = nn.Linear(d, d, bias=False)
+        self.wk = nn.Linear(d, d, bias=False)
+        self.wv = nn.Linear(d, d, bias=False)
+        self.wo = nn.Linear(d, d, bias=False)
+        self.register_buffer("mask", causal_mask(config.block_size), persistent=False)
+
+    def heads(self, x: Tensor) -> Tensor:
+        """(B, T, C) -> (B, n_head, T, head_dim): each head gets its own slice of the channels."""
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        """Attend over the positions of ``x`` and, with a cache, over the cached ones before them."""
+        B, T, C = x.shape
+        q, k, v = self.heads(self.wq(x)), self.heads(self.wk(x)), self.heads(self.wv(x))
+        start = 0
+        if cache is not None:
+            start = cache.length
+            if cache.keys[layer] is not None:
+                k = torch.cat([cache.keys[layer], k], dim=2)
+                v = torch.cat([cache.values[layer], v], dim=2)
+            cache.keys[layer], cache.values[layer] = k, v
+        mask = self.mask[start : start + T, : start + T]
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            att = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim) + mask
+            y = att.softmax(dim=-1) @ v
+        return self.wo(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    """Two linear maps with a ReLU between, four times as wide in the middle."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.fc2 = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """One transformer block: normalised attention and normalised MLP, each added back to the residual."""
+
+    def __init__(self, config: GPTConfig, sdpa: bool = False):
+        super().__init__()
+        self.attn = CausalSelfAttention(config, sdpa)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        x = x + self.attn(rmsnorm(x), cache, layer)
+        return x + self.mlp(rmsnorm(x))
+
+
+class GPT(nn.Module):
+    """microgpt's GPT; ``sdpa=True`` uses PyTorch's fused attention kernel (same maths, tested equal)."""
+
+    def __init__(self, config: GPTConfig, sdpa: bool = False, std: float = 0.08):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.layers = nn.ModuleList(Block(config, sdpa) for _ in range(config.n_layer))
+        for p in self.parameters():
+            nn.init.normal_(p, mean=0.0, std=std)  # the original: every weight ~ N(0, 0.08)
+
+    def forward(self, idx: Tensor, cache: KVCache | None = None) -> Tensor:
+        """Logits ``(B, T, vocab)`` for token ids ``idx`` ``(B, T)``, continuing ``cache`` if given."""
+        if idx.dim() != 2 or idx.dtype != torch.long:
+            raise ValueError(f"idx must be a (B, T) LongTensor of token ids, got {idx.dtype} {tuple(idx.shape)}")
+        start = cache.length if cache is not None else 0
+        T = idx.shape[1]
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"cannot run {start + T} positions: block_size is {self.config.block_size} "
+                "(crop the context to its last block_size tokens)"
+            )
+        pos = torch.arange(start, start + T, device=idx.device)
+        x = rmsnorm(self.wte(idx) + self.wpe(pos))
+        for i, block in enumerate(self.layers):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.length += T
+        return self.lm_head(x)
+
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for :meth:`forward`."""
+        n = self.config.n_layer
+        return KVCache([None] * n, [None] * n)
+
+    def num_params(self) -> int:
+        """How many numbers the model learns."""
+        return sum(p.numel() for p in self.parameters())
+
+    @staticmethod
+    def torch_name(scalar_name: str) -> str:
+        """The state-dict key of a scalar weight: ``layer0.attn_wq`` -> ``layers.0.attn.wq.weight``."""
+        if not scalar_name.startswith("layer"):
+            return f"{scalar_name}.weight"
+        layer, rest = scalar_name[len("layer") :].split(".")
+        module, weight = rest.split("_")
+        return f"layers.{layer}.{module}.{weight}.weight"
+
+    @classmethod
+    def from_scalar_weights(cls, config: GPTConfig, weights: dict[str, Matrix], sdpa: bool = False) -> GPT:
+        """A model holding the scalar engine's weights (a dict of nested lists, nout x nin)."""
+        shapes = param_shapes(config)
+        if sorted(weights) != sorted(shapes):
+            missing, extra = sorted(set(shapes) - set(weights)), sorted(set(weights) - set(shapes))
+            raise ValueError(f"weights do not fit {config}: missing {missing}, unexpected {extra}")
+        model = cls(config, sdpa)
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, (nout, nin) in shapes.items():
+                rows = weights[name]
+                if len(rows) != nout or any(len(row) != nin for row in rows):
+                    raise ValueError(f"weights[{name!r}] must be {nout} x {nin} (nested lists, nout x nin)")
+                param = params[cls.torch_name(name)]
+                param.copy_(torch.tensor(rows, dtype=param.dtype))
+        return model
+
+    def scalar_weights(self) -> dict[str, Matrix]:
+        """The weights as the scalar engine's dict of nested lists of Python floats, in its order."""
+        params = dict(self.named_parameters())
+        return {name: params[self.torch_name(name)].detach().cpu().tolist() for name in param_shapes(self.config)}
