@@ -1,0 +1,138 @@
+"""Checkpoints: one file holding everything a run needs to be sampled from or resumed exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from microgpt import __version__
+from microgpt.config import GPTConfig
+from microgpt.tokenizer import CharTokenizer
+
+FORMAT = "microgpt-checkpoint"
+FORMAT_VERSION = 1
+KEYS = ("format", "format_version", "version", "dataset", "config", "chars", "model", "step")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged, foreign or does not fit what was asked of it."""
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random number generator's state (Python, torch CPU, CUDA if present) as plain data."""
+    version, internal, gauss = random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"python": [version, list(internal), gauss], "torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put every random number generator back to a state saved by :func:`rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            torch.save(obj, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    config: GPTConfig,
+    tokenizer: CharTokenizer,
+    dataset: str,
+    step: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    run: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint atomically: weights, shape, vocabulary, and (to resume) optimizer, run, step, RNGs."""
+    atomic_save({
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "version": __version__,
+        "dataset": dataset,
+        "config": dataclasses.asdict(config),
+        "chars": list(tokenizer.chars),
+        "model": model.state_dict(),
+        "step": step,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "run": dict(run or {}),
+        "rng": rng_state(),
+    }, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a checkpoint; anything that is not one of ours is a :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is truncated or not a checkpoint (not a torch.save archive)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch reports damage as RuntimeError, EOFError, KeyError, ...
+        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+            raise CheckpointError(
+                f"{path} holds pickled objects other than tensors and plain data; refusing to load it "
+                "(it is not a microgpt checkpoint, and loading it could run code)"
+            ) from None
+        raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a microgpt checkpoint")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {ckpt.get('format_version')!r}; this microgpt "
+            f"({__version__}) reads format {FORMAT_VERSION}"
+        )
+    missing = [key for key in KEYS if key not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is damaged: it lacks {', '.join(missing)}")
+    return ckpt
+
+
+def tokenizer_from(ckpt: dict[str, Any]) -> CharTokenizer:
+    """The tokenizer a checkpoint was trained with."""
+    return CharTokenizer(ckpt["chars"])
+
+
+def model_from(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The trained model of a checkpoint, on ``device``, in eval mode."""
+    from microgpt.model import GPT
+
+    config = GPTConfig(**ckpt["config"])
+    if tokenizer_from(ckpt).vocab_size != config.vocab_size:
+        raise CheckpointError("checkpoint is damaged: its vocabulary does not match its config")
+    model = GPT(config)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint weights do not fit its config: {str(err).splitlines()[0]}") from None
+    return model.to(device).eval()

@@ -1,0 +1,149 @@
+"""Checkpoints: round trip, RNG states, atomic writes, and refusal of anything that is not ours."""
+
+import os
+import random
+
+import pytest
+import torch
+
+from microgpt import checkpoint
+from microgpt.checkpoint import CheckpointError, load_checkpoint, model_from, save_checkpoint, tokenizer_from
+from microgpt.config import GPTConfig
+from microgpt.model import GPT
+from microgpt.tokenizer import CharTokenizer
+
+TOK = CharTokenizer("abc\n")
+CONFIG = GPTConfig(TOK.vocab_size, block_size=8, n_layer=1, n_embd=8, n_head=2)
+
+
+def write(path, step=3):
+    """A small trained-looking checkpoint with an optimizer state."""
+    torch.manual_seed(0)
+    model = GPT(CONFIG)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.tensor([[0, 1, 2]])).sum().backward()
+    optimizer.step()
+    save_checkpoint(path, model, CONFIG, TOK, "shakespeare", step, optimizer, {"steps": 10})
+    return model, optimizer
+
+
+def test_round_trip(tmp_path):
+    model, optimizer = write(tmp_path / "ckpt.pt")
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ckpt["step"] == 3 and ckpt["run"] == {"steps": 10} and ckpt["dataset"] == "shakespeare"
+    assert tokenizer_from(ckpt).chars == TOK.chars
+    loaded = model_from(ckpt)
+    idx = torch.tensor([[3, 0, 1, 2]])
+    assert torch.equal(loaded(idx), model.eval()(idx))
+    fresh = torch.optim.AdamW(loaded.parameters())
+    fresh.load_state_dict(ckpt["optimizer"])
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+
+
+def test_rng_states_come_back():
+    state = checkpoint.rng_state()
+    before = (random.random(), torch.rand(3))
+    checkpoint.set_rng_state(state)
+    after = (random.random(), torch.rand(3))
+    assert before[0] == after[0] and torch.equal(before[1], after[1])
+
+
+def test_rng_state_survives_a_file(tmp_path):
+    random.seed(5)
+    torch.manual_seed(5)
+    write(tmp_path / "ckpt.pt")
+    expected = (random.random(), torch.rand(2))
+    checkpoint.set_rng_state(load_checkpoint(tmp_path / "ckpt.pt")["rng"])
+    got = (random.random(), torch.rand(2))
+    assert got[0] == expected[0] and torch.equal(got[1], expected[1])
+
+
+def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    write(path, step=1)
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        write(path, step=2)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["ckpt.pt"]
+
+
+def test_write_goes_through_a_renamed_temp_file(tmp_path, monkeypatch):
+    seen = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (seen.append((src, dst)), real_replace(src, dst)))
+    write(tmp_path / "ckpt.pt")
+    (src, dst), = seen
+    assert os.path.dirname(src) == str(tmp_path) and dst == tmp_path / "ckpt.pt"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_truncated_file(tmp_path):
+    write(tmp_path / "ckpt.pt")
+    data = (tmp_path / "ckpt.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, world\n", bytes(range(256)) * 4])
+def test_garbage_file(tmp_path, content):
+    (tmp_path / "bad.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match="truncated or not a checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("obj", [{"weights": torch.zeros(2)}, [1, 2], {"format": "other"}])
+def test_foreign_torch_file(tmp_path, obj):
+    torch.save(obj, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="is not a microgpt checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_other_format_version_and_missing_keys(tmp_path):
+    write(tmp_path / "ckpt.pt")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    torch.save({**ckpt, "format_version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format 99"):
+        load_checkpoint(tmp_path / "future.pt")
+    del ckpt["model"]
+    torch.save(ckpt, tmp_path / "nomodel.pt")
+    with pytest.raises(CheckpointError, match="lacks model"):
+        load_checkpoint(tmp_path / "nomodel.pt")
+
+
+class Payload:
+    """An object whose unpickling would run code: it creates a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_refuses_a_checkpoint_that_pickles_code(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": checkpoint.FORMAT, "format_version": 1, "x": Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refusing to load it"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    write(tmp_path / "ckpt.pt")
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    ckpt["config"]["n_embd"] = 16
+    with pytest.raises(CheckpointError, match="do not fit its config"):
+        model_from(ckpt)
+
