@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from microgpt import __version__
 from microgpt.config import GPTConfig
-from microgpt.data import DataError, load_names
+from microgpt.data import DataError, load_names, load_shakespeare
 from microgpt.tokenizer import CharTokenizer
 
 
@@ -23,6 +25,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -104,6 +114,103 @@ def add_model_flags(p: argparse.ArgumentParser, block: int, embd: int, head: int
     p.add_argument("--n-layer", type=positive_int, default=layer, help="transformer blocks (default %(default)s)")
 
 
+SHAKESPEARE = {"block_size": 256, "n_embd": 128, "n_head": 4, "n_layer": 4,
+               "batch_size": 32, "lr": 2e-3, "warmup": 100, "seed": 1337, "dtype": "auto"}
+SHAKESPEARE_EPOCHS = 15
+
+
+def fresh_settings(args: argparse.Namespace, splits, device, data_sha256: str):
+    """Model shape and run settings for a new Shakespeare run: flags over the defaults."""
+    from microgpt import train
+
+    v = {name: SHAKESPEARE[name] if getattr(args, name) is None else getattr(args, name) for name in SHAKESPEARE}
+    config = GPTConfig(splits.tokenizer.vocab_size, v["block_size"], v["n_layer"], v["n_embd"], v["n_head"])
+    per_epoch = train.batches_per_epoch(len(splits.train), config.block_size, v["batch_size"])
+    steps = args.steps or SHAKESPEARE_EPOCHS * per_epoch
+    run = train.RunConfig(steps, v["batch_size"], v["lr"], v["warmup"], v["seed"],
+                          train.resolve_dtype(v["dtype"], device), data_sha256=data_sha256)
+    return config, run
+
+
+def resumed_settings(args: argparse.Namespace, resume: dict, device, data_sha256: str):
+    """A checkpoint's model shape and run settings; a flag that contradicts them is an error."""
+    from microgpt import train
+
+    if resume["dataset"] != "shakespeare" or not resume.get("optimizer"):
+        raise CLIError(f"{args.out}/ckpt.pt is not a resumable Shakespeare checkpoint")
+    config, run = GPTConfig(**resume["config"]), train.RunConfig(**{**resume["run"], "data_sha256": data_sha256})
+    for name in [*SHAKESPEARE, "steps"]:
+        given, saved = getattr(args, name), getattr(config if hasattr(config, name) else run, name)
+        if name == "dtype" and given is not None:
+            given = train.resolve_dtype(given, device)
+        if given is not None and given != saved:
+            flag = "--" + name.replace("_", "-")
+            raise CLIError(f"{flag} {given} differs from the checkpoint's {saved}; drop it to resume the run as it was")
+    return config, run
+
+
+def cmd_train_shakespeare(args: argparse.Namespace) -> None:
+    """``microgpt train shakespeare``."""
+    from microgpt import train
+    from microgpt.checkpoint import load_checkpoint
+    from microgpt.device import pick_device
+
+    text = load_shakespeare(args.data)
+    data_sha256 = hashlib.sha256(text.encode()).hexdigest()
+    splits, device, ckpt_path = train.split_text(text), pick_device(args.device), Path(args.out) / "ckpt.pt"
+    resume = None
+    if args.resume:
+        if not ckpt_path.exists():
+            raise CLIError(f"--resume: there is no checkpoint to resume in {args.out}; run without --resume to start")
+        resume = load_checkpoint(ckpt_path)
+        config, run = resumed_settings(args, resume, device, data_sha256)
+    elif ckpt_path.exists():
+        raise CLIError(f"{args.out} already holds a checkpoint; add --resume to continue it, or choose another --out")
+    else:
+        config, run = fresh_settings(args, splits, device, data_sha256)
+    print(f"text: {len(splits.train):,} training and {len(splits.val):,} validation characters, "
+          f"vocab size {splits.tokenizer.vocab_size}")
+    print(f"model: {config}, device {device}, dtype {run.dtype}")
+    print(f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
+          + (f", resuming after step {resume['step']}" if resume else ""))
+    result = train.train_text(splits, config, run, args.out, device=device, eval_interval=args.eval_interval,
+                              ckpt_interval=args.ckpt_interval, resume=resume, progress=not args.quiet)
+    if result.val_loss is not None:
+        print(f"val loss {result.val_loss:.4f}")
+    print(f"wrote {ckpt_path} and {Path(args.out) / 'metrics.jsonl'}")
+    print_summary(result.steps_run, result.seconds, result.tokens)
+
+
+def add_shakespeare_parser(datasets) -> None:
+    """``microgpt train shakespeare`` and its flags."""
+    p = datasets.add_parser(
+        "shakespeare", help="an 836K-parameter GPT on tiny-shakespeare",
+        description="Train a character-level GPT on tiny-shakespeare (last 10% held out for validation), "
+                    "writing OUT/ckpt.pt and OUT/metrics.jsonl. With --resume, settings come from the checkpoint.",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for ckpt.pt and metrics.jsonl")
+    p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    p.add_argument("--steps", type=positive_int, help=f"training steps (default {SHAKESPEARE_EPOCHS} epochs)")
+    p.add_argument("--batch-size", type=positive_int, help=f"blocks per step (default {SHAKESPEARE['batch_size']})")
+    p.add_argument("--block-size", type=positive_int, help=f"context length (default {SHAKESPEARE['block_size']})")
+    p.add_argument("--n-embd", type=positive_int, help=f"embedding width (default {SHAKESPEARE['n_embd']})")
+    p.add_argument("--n-head", type=positive_int, help=f"attention heads (default {SHAKESPEARE['n_head']})")
+    p.add_argument("--n-layer", type=positive_int, help=f"transformer blocks (default {SHAKESPEARE['n_layer']})")
+    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {SHAKESPEARE['lr']})")
+    p.add_argument("--warmup", type=non_negative_int, help=f"warmup steps (default {SHAKESPEARE['warmup']})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {SHAKESPEARE['seed']})")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"],
+                   help="compute precision; auto: bfloat16 where the hardware does it natively (default auto)")
+    p.add_argument("--eval-interval", type=non_negative_int, default=200, metavar="N",
+                   help="validation loss every N steps and at the end, 0 for none (default %(default)s)")
+    p.add_argument("--ckpt-interval", type=non_negative_int, default=200, metavar="N",
+                   help="checkpoint every N steps, 0 for only at the end (default %(default)s)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
+    p.add_argument("--data", metavar="FILE", help="your own text file instead of tiny-shakespeare (no checksum)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train_shakespeare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = argparse.ArgumentParser(prog="microgpt", description=__doc__)
@@ -130,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     names.add_argument("--log-every", type=positive_int, default=100,
                        help="when output is not a terminal, print a step line this often (default %(default)s)")
     names.set_defaults(run=cmd_train_names)
+    add_shakespeare_parser(datasets)
     return parser
 
 

@@ -1,0 +1,273 @@
+"""Training: the loop, its learning-rate schedule, and the tiny-shakespeare data pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from microgpt.checkpoint import CheckpointError, save_checkpoint, set_rng_state
+from microgpt.config import GPTConfig
+from microgpt.tokenizer import CharTokenizer
+
+
+class TrainingError(ValueError):
+    """Training cannot go on (a non-finite loss, data too short); the message says what to change."""
+
+
+# --- tiny-shakespeare: one long text, cut into blocks ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextSplits:
+    """A text encoded once: its tokenizer, the training ids and the held-out validation ids."""
+
+    tokenizer: CharTokenizer
+    train: torch.Tensor
+    val: torch.Tensor
+
+
+def split_text(text: str, val_fraction: float = 0.1) -> TextSplits:
+    """Encode ``text`` once and hold out its last ``val_fraction`` for validation."""
+    tokenizer = CharTokenizer.from_docs([text])
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    n_val = int(len(ids) * val_fraction)
+    return TextSplits(tokenizer, ids[: len(ids) - n_val], ids[len(ids) - n_val:])
+
+
+def examples_per_epoch(n_tokens: int, block_size: int) -> int:
+    """How many block-sized (input, target) examples fit in ``n_tokens`` at any chunk offset."""
+    return max(0, (n_tokens - block_size) // block_size)
+
+
+def batches_per_epoch(n_tokens: int, block_size: int, batch_size: int) -> int:
+    """Full mini-batches per epoch (the last, partial one is dropped); an error if there are none."""
+    n = examples_per_epoch(n_tokens, block_size) // batch_size
+    if n == 0:
+        raise TrainingError(
+            f"the training text ({n_tokens:,} characters) is too short for one batch of "
+            f"{batch_size} x {block_size} characters; lower --batch-size or --block-size"
+        )
+    return n
+
+
+def epoch_plan(seed: int, epoch: int, n_examples: int, block_size: int) -> tuple[int, torch.Tensor]:
+    """One epoch's random chunk offset and example order: a pure function of its arguments."""
+    generator = torch.Generator().manual_seed(random.Random(f"{seed}/{epoch}").getrandbits(63))
+    offset = int(torch.randint(block_size, (1,), generator=generator))
+    return offset, torch.randperm(n_examples, generator=generator)
+
+
+def get_batch(ids: torch.Tensor, step: int, seed: int, block_size: int, batch_size: int):
+    """Training batch number ``step`` (0-based) as (inputs, targets), each ``batch_size x block_size``."""
+    n = examples_per_epoch(len(ids), block_size)
+    epoch, index = divmod(step, batches_per_epoch(len(ids), block_size, batch_size))
+    offset, order = epoch_plan(seed, epoch, n, block_size)
+    rows = order[index * batch_size:(index + 1) * batch_size]
+    x = ids[offset:offset + n * block_size].view(n, block_size)
+    y = ids[offset + 1:offset + 1 + n * block_size].view(n, block_size)
+    return x[rows], y[rows]
+
+
+def val_batches(ids: torch.Tensor, block_size: int, batch_size: int):
+    """The validation split cut into consecutive blocks, in batches (the same every time)."""
+    n = (len(ids) - 1) // block_size
+    if n == 0:
+        raise TrainingError(f"the validation split ({len(ids)} characters) is shorter than one block")
+    x = ids[:n * block_size].view(n, block_size)
+    y = ids[1:n * block_size + 1].view(n, block_size)
+    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+
+
+# --- the schedule, precision and one step ---------------------------------------------------------
+
+
+def warmup_cosine(step: int, steps: int, lr: float, warmup: int, final_ratio: float = 0.01) -> float:
+    """Learning rate at 0-based ``step``: linear warmup, then cosine decay to ``final_ratio * lr``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return lr * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def resolve_dtype(name: str, device: torch.device) -> str:
+    """``auto`` becomes bfloat16 where the hardware computes it natively, float32 elsewhere."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "bfloat16"
+    return "float32"
+
+
+def autocast(device: torch.device, dtype: str):
+    """bf16 autocast (weights stay float32) or nothing."""
+    if dtype == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the next character at every position."""
+    logits = model(x)
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
+
+
+@torch.no_grad()
+def evaluate(model, batches, device: torch.device, dtype: str) -> float:
+    """Mean validation loss over every block of the held-out text."""
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in batches:
+        with autocast(device, dtype):
+            total += lm_loss(model, x.to(device), y.to(device)).item() * len(x)
+        count += len(x)
+    model.train()
+    return total / count
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything besides the model's shape that fixes a run's trajectory; a resume must match it."""
+
+    steps: int
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    seed: int = 1337
+    dtype: str = "float32"
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    data_sha256: str = ""
+
+
+def read_metrics(path: Path, through: int | None = None) -> list[dict]:
+    """The records of a metrics.jsonl file (up to step ``through``); a half-written last line is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if through is None or record["step"] <= through:
+            records.append(record)
+    return records
+
+
+def check_resumable(ckpt: dict, config: GPTConfig, run: RunConfig, tokenizer: CharTokenizer, path: Path) -> None:
+    """A checkpoint may be resumed only with the same model, run settings and vocabulary."""
+    if ckpt["dataset"] != "shakespeare" or not ckpt.get("optimizer"):
+        raise CheckpointError(f"{path} is not a resumable text-training checkpoint")
+    if ckpt["chars"] != tokenizer.chars or ckpt["run"].get("data_sha256") != run.data_sha256:
+        raise CheckpointError(f"{path} was trained on another text; pass the same --data to resume it")
+    if ckpt["config"] != dataclasses.asdict(config) or ckpt["run"] != dataclasses.asdict(run):
+        raise CheckpointError(f"{path} was written by a run with different settings")
+    if ckpt["step"] >= run.steps:
+        raise CheckpointError(f"the run in {path.parent} already finished its {run.steps} steps; nothing to resume")
+
+
+def make_text_optimizer(model: torch.nn.Module, run: RunConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over every weight, fused into one kernel where torch has one for the device."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(model.parameters(), lr=run.lr, betas=(0.9, 0.99),
+                             weight_decay=run.weight_decay, fused=fused)
+
+
+def text_step(model, optimizer, x, y, lr: float, grad_clip: float, device: torch.device, dtype: str) -> float:
+    """One optimisation step at learning rate ``lr`` with gradient clipping; returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(device, dtype):
+        loss = lm_loss(model, x, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+@dataclass
+class RunResult:
+    """What a call to :func:`train_text` did."""
+
+    model: torch.nn.Module
+    steps_run: int
+    seconds: float
+    tokens: int
+    val_loss: float | None
+
+
+def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str | Path, *,
+               device: torch.device | str = "cpu", eval_interval: int = 0, ckpt_interval: int = 0,
+               resume: dict | None = None, progress: bool = True) -> RunResult:
+    """Train a GPT on ``splits`` into ``out/metrics.jsonl`` and ``out/ckpt.pt``; ``resume`` continues a checkpoint."""
+    from microgpt.model import GPT
+
+    out, device = Path(out), torch.device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
+    torch.manual_seed(run.seed)
+    model = GPT(config, sdpa=True).to(device)
+    optimizer = make_text_optimizer(model, run, device)
+    start = 0
+    if resume is not None:
+        check_resumable(resume, config, run, splits.tokenizer, ckpt_path)
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        set_rng_state(resume["rng"])
+        start = resume["step"]
+    kept = read_metrics(metrics_path, through=start)  # a killed run may have logged steps past its checkpoint
+    metrics_path.with_suffix(".tmp").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    metrics_path.with_suffix(".tmp").replace(metrics_path)
+    val = val_batches(splits.val, config.block_size, run.batch_size)
+    batches_per_epoch(len(splits.train), config.block_size, run.batch_size)  # fail now if the text is too short
+    val_loss, tokens_per_step = None, run.batch_size * config.block_size
+
+    def save(step: int) -> None:
+        save_checkpoint(ckpt_path, model, config, splits.tokenizer, "shakespeare", step, optimizer,
+                        dataclasses.asdict(run))
+
+    model.train()
+    bar = tqdm(total=run.steps, initial=start, file=sys.stderr, disable=not progress, unit="step")
+    began = time.perf_counter()
+    with metrics_path.open("a") as log:
+        for step in range(start, run.steps):
+            t0 = time.perf_counter()
+            lr = warmup_cosine(step, run.steps, run.lr, run.warmup)
+            x, y = get_batch(splits.train, step, run.seed, config.block_size, run.batch_size)
+            loss = text_step(model, optimizer, x.to(device), y.to(device), lr, run.grad_clip, device, run.dtype)
+            if not math.isfinite(loss):
+                raise TrainingError(f"the loss became {loss} at step {step + 1}; lower --lr (now {run.lr:g}) "
+                                    f"or use --dtype float32")
+            ms = 1000 * (time.perf_counter() - t0)
+            record = {"step": step + 1, "loss": loss, "lr": lr, "ms": round(ms, 3)}
+            if eval_interval and ((step + 1) % eval_interval == 0 or step + 1 == run.steps):
+                record["val_loss"] = val_loss = evaluate(model, val, device, run.dtype)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if (ckpt_interval and (step + 1) % ckpt_interval == 0) or step + 1 == run.steps:
+                save(step + 1)
+            bar.update()
+            bar.set_postfix(lr=f"{lr:.2e}", loss=f"{loss:.4f}", tok_s=f"{tokens_per_step / ms * 1000:,.0f}",
+                            refresh=False)
+    bar.close()
+    seconds = time.perf_counter() - began
+    steps_run = run.steps - start
+    return RunResult(model, steps_run, seconds, steps_run * tokens_per_step, val_loss)
+

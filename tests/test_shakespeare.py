@@ -1,0 +1,220 @@
+"""tiny-shakespeare: data pipeline, schedule, training CLI, exact resume after SIGKILL, sampling."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from microgpt import cli, train
+from microgpt.checkpoint import load_checkpoint
+from microgpt.config import GPTConfig
+from microgpt.data import load_shakespeare
+from microgpt.model import GPT
+
+TINY = ["--batch-size", "4", "--block-size", "16", "--n-embd", "16", "--n-head", "2", "--n-layer", "1",
+        "--dtype", "float32", "--device", "cpu", "--quiet"]
+
+
+def run(*args, **kw) -> subprocess.CompletedProcess:
+    """``python -m microgpt`` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "microgpt", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def metrics(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def text(data_dir):
+    return load_shakespeare(data_dir / "tinyshakespeare.txt")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, text):
+    """The first 20,000 characters of tiny-shakespeare as a --data file."""
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text(text[:20_000])
+    return path
+
+
+def error_line(capsys, *args) -> str:
+    """Run the command line in-process; it must fail with exactly one line on stderr."""
+    assert cli.main(list(map(str, args))) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# --- data pipeline --------------------------------------------------------------------------------
+
+
+def test_split_is_the_last_tenth_encoded_once(text):
+    splits = train.split_text(text)
+    assert splits.tokenizer.vocab_size == 66 and len(splits.tokenizer.chars) == 65
+    assert len(splits.val) == len(text) // 10
+    assert splits.tokenizer.decode(splits.val.tolist()) == text[len(text) - len(text) // 10:]
+    assert torch.equal(torch.cat([splits.train, splits.val]), torch.tensor(splits.tokenizer.encode(text)))
+
+
+def test_default_run_is_15_epochs_of_122_batches(text):
+    splits = train.split_text(text)
+    assert train.batches_per_epoch(len(splits.train), 256, 32) == 122
+
+
+def test_default_model_has_836096_parameters():
+    model = GPT(GPTConfig(66, block_size=256, n_layer=4, n_embd=128, n_head=4))
+    assert sum(p.numel() for p in model.parameters()) == 836_096
+
+
+def test_targets_are_inputs_shifted_by_one():
+    ids = torch.arange(1000)
+    x, y = train.get_batch(ids, step=7, seed=1, block_size=10, batch_size=5)
+    assert x.shape == y.shape == (5, 10)
+    assert torch.equal(y, x + 1)
+
+
+def test_an_epoch_visits_every_example_once_at_one_offset():
+    ids, block, batch = torch.arange(1000), 10, 7
+    per_epoch = train.batches_per_epoch(len(ids), block, batch)
+    starts = torch.cat([train.get_batch(ids, s, 3, block, batch)[0][:, 0] for s in range(per_epoch)])
+    assert len(set(starts.tolist())) == len(starts) == per_epoch * batch
+    assert len({int(s) % block for s in starts}) == 1
+
+
+def test_order_is_a_pure_function_of_seed_and_step():
+    ids = torch.arange(5000)
+    first = [train.get_batch(ids, s, 9, 16, 8)[0] for s in (0, 40, 41)]
+    again = [train.get_batch(ids, s, 9, 16, 8)[0] for s in (41, 0, 40)]
+    assert torch.equal(first[0], again[1]) and torch.equal(first[2], again[0])
+    assert not torch.equal(train.get_batch(ids, 0, 9, 16, 8)[0], train.get_batch(ids, 0, 10, 16, 8)[0])
+    per_epoch = train.batches_per_epoch(len(ids), 16, 8)
+    offsets = {int(train.get_batch(ids, e * per_epoch, 9, 16, 8)[0][0, 0]) % 16 for e in range(8)}
+    assert len(offsets) > 1, "every epoch should cut the text at its own offset"
+
+
+def test_validation_blocks_cover_the_split_in_order():
+    batches = train.val_batches(torch.arange(105), block_size=10, batch_size=4)
+    x = torch.cat([b[0] for b in batches])
+    assert torch.equal(x.flatten(), torch.arange(100))
+    assert all(torch.equal(b[1], b[0] + 1) for b in batches)
+
+
+def test_too_little_text_is_a_clear_error():
+    with pytest.raises(train.TrainingError, match="too short for one batch"):
+        train.batches_per_epoch(100, 16, 32)
+
+
+# --- schedule ---------------------------------------------------------------------------------------
+
+
+def test_warmup_then_cosine_to_near_zero():
+    lrs = [train.warmup_cosine(s, 1000, 2e-3, 100) for s in range(1000)]
+    assert lrs[0] == pytest.approx(2e-5) and lrs[99] == pytest.approx(2e-3)
+    assert all(a < b for a, b in zip(lrs[:99], lrs[1:100]))
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))
+    assert lrs[550] == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5))))
+    assert lrs[-1] < 0.011 * 2e-3
+
+
+# --- training CLI -----------------------------------------------------------------------------------
+
+
+def test_train_writes_metrics_checkpoint_and_summary(tmp_path, small):
+    result = run("train", "shakespeare", "--data", small, "--out", tmp_path, "--steps", 30, "--eval-interval", 10,
+                 "--ckpt-interval", 0, *TINY)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("trained 30 steps in ")
+    records = metrics(tmp_path)
+    assert [r["step"] for r in records] == list(range(1, 31))
+    assert all(set(r) >= {"step", "loss", "lr", "ms"} for r in records)
+    assert [r["step"] for r in records if "val_loss" in r] == [10, 20, 30]
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 30
+
+
+def test_sigkill_then_resume_gives_bit_identical_losses(tmp_path, small):
+    args = ["train", "shakespeare", "--data", small, "--steps", 800, "--eval-interval", 50, "--ckpt-interval", 10,
+            *TINY]
+    assert run(*args, "--out", tmp_path / "whole").returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "microgpt", *map(str, args), "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (killed / "ckpt.pt").exists() and proc.poll() is None:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    step = load_checkpoint(killed / "ckpt.pt")["step"]
+    assert 0 < step < 800
+    resumed = run("train", "shakespeare", "--data", small, "--out", killed, "--resume", "--quiet",
+                  "--eval-interval", 50, "--ckpt-interval", 10)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after step {step}" in resumed.stdout
+    assert metrics(killed) == [{**r, "ms": m["ms"]} for r, m in zip(metrics(tmp_path / "whole"), metrics(killed))]
+    assert len(metrics(killed)) == 800
+
+
+def test_resume_with_nothing_to_resume(tmp_path, small, capsys):
+    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume", *TINY)
+    assert line == f"microgpt: error: --resume: there is no checkpoint to resume in {tmp_path}; " \
+                   "run without --resume to start"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small):
+    """A finished 20-step run on the small text."""
+    folder = tmp_path_factory.mktemp("runs")
+    assert run("train", "shakespeare", "--data", small, "--out", folder / "done", "--steps", 20, *TINY).returncode == 0
+    return folder
+
+
+def test_resume_refuses_contradicting_flags(trained, small, capsys):
+    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", trained / "done", "--resume",
+                      "--lr", "0.01", "--quiet")
+    assert line == ("microgpt: error: --lr 0.01 differs from the checkpoint's 0.002; "
+                    "drop it to resume the run as it was")
+
+
+def test_resume_refuses_other_data(trained, small, tmp_path, capsys):
+    other = tmp_path / "other.txt"
+    other.write_text(small.read_text()[::-1])
+    line = error_line(capsys, "train", "shakespeare", "--data", other, "--out", trained / "done", "--resume")
+    assert "was trained on another text; pass the same --data to resume it" in line
+
+
+def test_resume_of_a_finished_run(trained, small, capsys):
+    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", trained / "done", "--resume")
+    assert line.endswith("already finished its 20 steps; nothing to resume")
+
+
+def test_fresh_run_will_not_overwrite_a_checkpoint(trained, small, capsys):
+    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", trained / "done", *TINY)
+    assert "already holds a checkpoint; add --resume to continue it" in line
+
+
+def test_resume_refuses_a_truncated_checkpoint(trained, small, tmp_path, capsys):
+    (tmp_path / "ckpt.pt").write_bytes((trained / "done" / "ckpt.pt").read_bytes()[:1000])
+    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume")
+    assert "is truncated or not a checkpoint" in line
+
+
+def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
+    splits = train.split_text(small.read_text())
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    monkeypatch.setattr(train, "lm_loss", lambda model, x, y: model(x).sum() * float("nan"))
+    with pytest.raises(train.TrainingError, match="the loss became nan at step 1; lower --lr"):
+        train.train_text(splits, config, train.RunConfig(steps=5, batch_size=4), tmp_path, progress=False)
+
+
+def test_bfloat16_autocast_trains(small, tmp_path):
+    splits = train.split_text(small.read_text())
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    result = train.train_text(splits, config, train.RunConfig(steps=20, batch_size=4, dtype="bfloat16"), tmp_path,
+                              eval_interval=10, progress=False)
+    assert math.isfinite(result.val_loss)
+    assert next(result.model.parameters()).dtype == torch.float32
