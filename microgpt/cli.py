@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import random
 import sys
@@ -94,16 +95,67 @@ def train_names_scalar(args: argparse.Namespace, docs: list[str]) -> None:
     print_samples([tok.decode(scalar.generate(model, rng, args.temperature)) for _ in range(args.num_samples)])
 
 
+def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
+    """The same model, initialisation and loop on PyTorch tensors: batched, on any device."""
+    import json
+
+    import torch
+
+    from microgpt import scalar, train
+    from microgpt.checkpoint import save_checkpoint
+    from microgpt.device import pick_device
+    from microgpt.model import GPT
+    from microgpt.sample import sample_docs
+
+    device = pick_device(args.device)
+    if args.dtype == "float64" and device.type == "mps":
+        raise CLIError("MPS has no float64; use --dtype float32")
+    rng = random.Random(args.seed)
+    rng.shuffle(docs)
+    tok = CharTokenizer.from_docs(docs)
+    print(f"num docs: {len(docs)}")
+    print(f"vocab size: {tok.vocab_size}")
+    config = GPTConfig(tok.vocab_size, args.block_size, args.n_layer, args.n_embd, args.n_head)
+    weights = scalar.init_weights(config, rng)  # the scalar engine's initial weights, exactly
+    model = GPT.from_scalar_weights(config, weights, sdpa=True, dtype=getattr(torch, args.dtype)).to(device)
+    print(f"num params: {model.num_params()}")
+    print(f"engine: torch on {device}, {args.dtype}, batch size {args.batch_size}")
+    show = step_printer(args.steps, args.log_every)
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    with (out / "metrics.jsonl").open("w") if out else contextlib.nullcontext() as log:
+        def on_step(record: dict) -> None:
+            show(record["step"] - 1, record["loss"])
+            if log:
+                log.write(json.dumps(record) + "\n")
+
+        data = train.encode_names(docs, tok, config.block_size)
+        result = train.train_names(model, data, args.steps, args.batch_size, args.lr,
+                                   compile=args.compile, on_step=on_step)
+    print_summary(args.steps, result.seconds, result.tokens)
+    if out:
+        save_checkpoint(out / "ckpt.pt", model, config, tok, "names", args.steps)
+        print(f"wrote {out / 'ckpt.pt'} and {out / 'metrics.jsonl'}")
+    print_samples(sample_docs(model, tok, args.num_samples, args.temperature, seed=args.seed))
+
+
 def cmd_train_names(args: argparse.Namespace) -> None:
     """``microgpt train names``."""
+    if args.engine != "torch":
+        torch_only = {"--batch-size": args.batch_size != 1, "--device": args.device, "--out": args.out,
+                      "--dtype": args.dtype != "float32", "--compile": args.compile}
+        used = [flag for flag, given in torch_only.items() if given]
+        if used:
+            raise CLIError(f"{', '.join(used)}: only with --engine torch (the scalar engines run one name at a time)")
     docs = load_names(args.data)
     if max(len(doc) for doc in docs) + 1 > args.block_size:
         print(f"note: documents longer than {args.block_size - 1} characters are cut to the block size",
               file=sys.stderr)
-    if args.engine in ("scalar", "scalar-fused"):
-        train_names_scalar(args, docs)
+    if args.engine == "torch":
+        train_names_torch(args, docs)
     else:
-        raise CLIError(f"engine {args.engine!r} is not available yet")
+        train_names_scalar(args, docs)
 
 
 def add_model_flags(p: argparse.ArgumentParser, block: int, embd: int, head: int, layer: int) -> None:
@@ -223,9 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
         "names", help="the original microgpt: 32K names, 4,192 parameters",
         description="Train the original microgpt on names and print samples. Defaults are the original's.",
     )
-    names.add_argument("--engine", choices=["scalar", "scalar-fused"], default="scalar",
-                       help="scalar: the original's pure-Python engine; scalar-fused: the same maths, "
-                            "one node per dot product (default %(default)s)")
+    names.add_argument("--engine", choices=["torch", "scalar", "scalar-fused"], default="torch",
+                       help="torch: batched PyTorch; scalar: the original's pure-Python engine; scalar-fused: "
+                            "the same maths, one node per dot product (default %(default)s)")
+    names.add_argument("--batch-size", type=positive_int, default=1,
+                       help="names per step, torch engine only (default %(default)s, the original's)")
+    names.add_argument("--device", help="torch engine: auto, cpu, cuda, cuda:N or mps "
+                                        "(default: $MICROGPT_DEVICE or auto)")
+    names.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                       help="torch engine precision (default %(default)s)")
+    names.add_argument("--compile", action="store_true", help="torch engine: torch.compile the model and loss")
+    names.add_argument("--out", metavar="DIR", help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt")
     names.add_argument("--steps", type=positive_int, default=1000, help="training steps (default %(default)s)")
     names.add_argument("--lr", type=positive_float, default=0.01, help="peak learning rate (default %(default)s)")
     names.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")

@@ -160,13 +160,15 @@ class GPT(nn.Module):
         return f"layers.{layer}.{module}.{weight}.weight"
 
     @classmethod
-    def from_scalar_weights(cls, config: GPTConfig, weights: dict[str, Matrix], sdpa: bool = False) -> GPT:
-        """A model holding the scalar engine's weights (a dict of nested lists, nout x nin)."""
+    def from_scalar_weights(
+        cls, config: GPTConfig, weights: dict[str, Matrix], sdpa: bool = False, dtype: torch.dtype | None = None
+    ) -> GPT:
+        """A model holding the scalar engine's weights (a dict of nested lists, nout x nin), in ``dtype``."""
         shapes = param_shapes(config)
         if sorted(weights) != sorted(shapes):
             missing, extra = sorted(set(shapes) - set(weights)), sorted(set(weights) - set(shapes))
             raise ValueError(f"weights do not fit {config}: missing {missing}, unexpected {extra}")
-        model = cls(config, sdpa)
+        model = cls(config, sdpa).to(dtype)
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, (nout, nin) in shapes.items():

@@ -1,4 +1,4 @@
-"""Training: the loop, its learning-rate schedule, and the tiny-shakespeare data pipeline."""
+"""Training: the loops, their learning-rate schedules, and the names and tiny-shakespeare data pipelines."""
 
 from __future__ import annotations
 
@@ -271,3 +271,106 @@ def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str |
     steps_run = run.steps - start
     return RunResult(model, steps_run, seconds, steps_run * tokens_per_step, val_loss)
 
+
+
+# --- names: the original microgpt's loop, batched ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamesData:
+    """Every name encoded once and right-padded: inputs, targets, loss weights (0 on padding), lengths."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    weight: torch.Tensor
+    lengths: list[int]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> NamesData:
+        """The same data on ``device``, weights in the model's ``dtype`` (moved once, before training)."""
+        return NamesData(self.x.to(device), self.y.to(device), self.weight.to(device, dtype), self.lengths)
+
+
+def encode_names(docs: list[str], tokenizer: CharTokenizer, block_size: int) -> NamesData:
+    """Wrap each name in BOS, cut it to the block, pad with BOS; weight ``1/n`` on its ``n`` real positions."""
+    rows = [tokenizer.wrap(doc)[: block_size + 1] for doc in docs]
+    lengths = [len(row) - 1 for row in rows]
+    padded = torch.tensor([row + [tokenizer.bos] * (block_size + 1 - len(row)) for row in rows])
+    real = torch.arange(block_size) < torch.tensor(lengths)[:, None]
+    weight = real / torch.tensor(lengths, dtype=torch.float64)[:, None]  # exact 1/n, rounded once by .to()
+    return NamesData(padded[:, :-1], padded[:, 1:], weight, lengths)
+
+
+def names_batch(data: NamesData, step: int, batch_size: int, pad_to_block: bool = False):
+    """Step ``step``'s (x, y, weight): names ``step * batch_size + j`` (mod N), cut to the longest of them."""
+    n = len(data.lengths)
+    start = step * batch_size % n
+    rows = [(start + j) % n for j in range(batch_size)]
+    T = data.x.shape[1] if pad_to_block else max(data.lengths[i] for i in rows)
+    if start + batch_size <= n:  # the usual case: a contiguous slice is a view, no copy
+        return data.x[start : start + batch_size, :T], data.y[start : start + batch_size, :T], \
+            data.weight[start : start + batch_size, :T]
+    index = torch.tensor(rows, device=data.x.device)
+    return data.x[index, :T], data.y[index, :T], data.weight[index, :T]
+
+
+def names_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of each name's mean cross-entropy; padding has weight 0 and never counts."""
+    logits = model(x)
+    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    return (losses * weight.flatten()).sum() / len(x)
+
+
+def linear_decay(step: int, steps: int, lr: float) -> float:
+    """The original's schedule: ``lr`` at step 0, falling linearly towards 0 at ``steps``."""
+    return lr * (1 - step / steps)
+
+
+def make_names_optimizer(model: torch.nn.Module, lr: float = 0.01) -> torch.optim.Adam:
+    """Adam with the original's settings, fused into one kernel where torch has one for the device."""
+    device = next(model.parameters()).device
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.85, 0.99), eps=1e-8,
+                            fused=device.type in ("cpu", "cuda") or None)
+
+
+def names_step(model, optimizer, loss_fn, x, y, weight, lr: float) -> torch.Tensor:
+    """One optimisation step at learning rate ``lr``; returns the loss (detached, not synchronised)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = loss_fn(model, x, y, weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+@dataclass
+class NamesResult:
+    """What a call to :func:`train_names` did: the loss of every step, the time it took, tokens seen."""
+
+    losses: list[float]
+    seconds: float
+    tokens: int
+
+
+def train_names(model: torch.nn.Module, data: NamesData, steps: int, batch_size: int = 1, lr: float = 0.01, *,
+                compile: bool = False, on_step=None) -> NamesResult:
+    """The original's loop on tensors: ``batch_size`` names a step, Adam, linear decay; ``on_step(record)``."""
+    param = next(model.parameters())
+    data = data.to(param.device, param.dtype)
+    optimizer = make_names_optimizer(model, lr)
+    loss_fn = torch.compile(names_loss, dynamic=False) if compile else names_loss
+    losses, tokens = [], 0
+    model.train()
+    began = time.perf_counter()
+    for step in range(steps):
+        t0 = time.perf_counter()
+        x, y, weight = names_batch(data, step, batch_size, pad_to_block=compile)  # one shape: one compilation
+        lr_now = linear_decay(step, steps, lr)
+        loss = names_step(model, optimizer, loss_fn, x, y, weight, lr_now).item()
+        if not math.isfinite(loss):
+            raise TrainingError(f"the loss became {loss} at step {step + 1}; lower --lr (now {lr:g})")
+        losses.append(loss)
+        tokens += sum(data.lengths[(step * batch_size + j) % len(data.lengths)] for j in range(batch_size))
+        if on_step is not None:
+            on_step({"step": step + 1, "loss": loss, "lr": lr_now, "ms": round(1000 * (time.perf_counter() - t0), 3)})
+    return NamesResult(losses, time.perf_counter() - began, tokens)

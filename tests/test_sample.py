@@ -1,0 +1,90 @@
+"""Sampling: the KV cache changes the speed, never the tokens; bad settings are clear errors."""
+
+import pytest
+import torch
+
+from microgpt.model import GPT, GPTConfig
+from microgpt.sample import generate, sample_docs, sample_next
+from microgpt.tokenizer import CharTokenizer
+
+
+@pytest.fixture
+def model():
+    """A float64 model with weights large enough that its distributions are far from uniform."""
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_embd=16, n_head=4), std=0.5).double()
+
+
+def both(model, idx, n, **kw):
+    """The same generation with and without the cache, from the same seed."""
+    cached = generate(model, idx, n, generator=torch.Generator().manual_seed(3), **kw)
+    full = generate(model, idx, n, generator=torch.Generator().manual_seed(3), use_cache=False, **kw)
+    return cached, full
+
+
+@pytest.mark.parametrize("prompt_len", [1, 5, 8, 12])
+def test_cache_gives_the_same_tokens_as_recomputing(model, prompt_len):
+    idx = torch.randint(0, 11, (3, prompt_len), generator=torch.Generator().manual_seed(prompt_len))
+    cached, full = both(model, idx, 20, temperature=0.8)  # runs past block_size: the window slides
+    assert cached.shape == (3, 20)
+    assert torch.equal(cached, full)
+
+
+def test_top_k_gives_the_same_tokens_as_recomputing(model):
+    cached, full = both(model, torch.zeros(4, 1, dtype=torch.long), 20, top_k=3)
+    assert torch.equal(cached, full)
+
+
+def test_stops_once_every_row_has_produced_the_stop_token(model):
+    cached, full = both(model, torch.zeros(4, 1, dtype=torch.long), 200, temperature=2.0, stop_token=10)
+    assert torch.equal(cached, full)
+    rows = cached.tolist()
+    first_stop = [row.index(10) for row in rows]  # every row has produced it ...
+    assert max(first_stop) == len(rows[0]) - 1  # ... and the last row to do so did it at the last step
+
+
+def test_top_k_keeps_only_the_k_best():
+    logits = torch.tensor([[0.0, 5.0, 1.0, 4.0, -2.0]])
+    g = torch.Generator().manual_seed(0)
+    draws = {sample_next(logits, 1.0, 2, g).item() for _ in range(200)}
+    assert draws == {1, 3}
+    assert {sample_next(logits, 1.0, 1, g).item() for _ in range(20)} == {1}
+    assert sample_next(logits, 1.0, 99, g).shape == (1, 1)  # k above the vocabulary keeps everything
+
+
+def test_a_banned_token_is_never_drawn(model):
+    cached, full = both(model, torch.zeros(4, 1, dtype=torch.long), 40, temperature=3.0, banned=10)
+    assert torch.equal(cached, full) and not (cached == 10).any()
+    assert (both(model, torch.zeros(4, 1, dtype=torch.long), 40, temperature=3.0)[0] == 10).any()
+
+
+def test_low_temperature_is_greedy():
+    logits = torch.tensor([[0.0, 2.0, 1.0]] * 3)
+    token = sample_next(logits, 1e-4, None, torch.Generator().manual_seed(0))
+    assert token.flatten().tolist() == [1, 1, 1]
+
+
+def test_same_seed_same_samples_and_names_stop_at_bos(model):
+    tok = CharTokenizer("abcdefghij")  # 10 characters + BOS = 11
+    first = sample_docs(model, tok, 8, temperature=1.0, seed=5)
+    assert first == sample_docs(model, tok, 8, temperature=1.0, seed=5)
+    assert first != sample_docs(model, tok, 8, temperature=1.0, seed=6)
+    assert all(len(name) <= model.config.block_size for name in first)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"temperature": 0.0}, "temperature must be > 0"),
+    ({"temperature": -1.0}, "temperature must be > 0"),
+    ({"top_k": 0}, "top_k must be a positive integer"),
+    ({"top_k": 2.5}, "top_k must be a positive integer"),
+])
+def test_bad_settings_are_clear_errors(model, kw, message):
+    with pytest.raises(ValueError, match=message):
+        generate(model, torch.zeros(1, 1, dtype=torch.long), 3, **kw)
+
+
+def test_bad_shapes_are_clear_errors(model):
+    with pytest.raises(ValueError, match=r"idx must be \(B, T\)"):
+        generate(model, torch.zeros(1, 0, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
+        generate(model, torch.zeros(1, 1, dtype=torch.long), -1)
