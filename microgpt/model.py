@@ -73,11 +73,12 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache.keys[layer], k], dim=2)
                 v = torch.cat([cache.values[layer], v], dim=2)
             cache.keys[layer], cache.values[layer] = k, v
-        mask = self.mask[start : start + T, : start + T]
-        if self.sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if self.sdpa and start == 0:  # no cached prefix: the kernel applies the same causal mask itself
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask[start : start + T, : start + T])
         else:
-            att = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim) + mask
+            att = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim) + self.mask[start : start + T, : start + T]
             y = att.softmax(dim=-1) @ v
         return self.wo(y.transpose(1, 2).reshape(B, T, C))
 
@@ -133,8 +134,7 @@ class GPT(nn.Module):
                 f"cannot run {start + T} positions: block_size is {self.config.block_size} "
                 "(crop the context to its last block_size tokens)"
             )
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = rmsnorm(self.wte(idx) + self.wpe(pos))
+        x = rmsnorm(self.wte(idx) + self.wpe.weight[start : start + T])  # position t gets row t of wpe
         for i, block in enumerate(self.layers):
             x = block(x, cache, i)
         if cache is not None:
