@@ -263,6 +263,57 @@ def add_shakespeare_parser(datasets) -> None:
     p.set_defaults(run=cmd_train_shakespeare)
 
 
+def cmd_sample(args: argparse.Namespace) -> None:
+    """``microgpt sample``: names stop at BOS; text always runs to ``--max-chars``."""
+    import torch
+
+    from microgpt.checkpoint import load_checkpoint, model_from, tokenizer_from
+    from microgpt.device import pick_device
+    from microgpt.sample import generate
+
+    ckpt = load_checkpoint(args.checkpoint)
+    device = pick_device(args.device)
+    model, tok = model_from(ckpt, device), tokenizer_from(ckpt)
+    names = ckpt["dataset"] == "names"
+    prompt = args.prompt or ""
+    try:
+        ids = ([tok.bos] if names else []) + tok.encode(prompt or ("" if names else "\n"))
+    except ValueError as err:
+        raise CLIError(f"--prompt: {err}") from None
+    max_chars = args.max_chars or (model.config.block_size if names else 500)
+    num = args.num_samples or (20 if names else 1)
+    generator = torch.Generator(device).manual_seed(args.seed)
+    temperature = args.temperature or (0.5 if names else 0.8)
+    rows = generate(model, torch.tensor([ids] * num, device=device), max_chars, temperature,
+                    args.top_k, generator, stop_token=tok.bos if names else None, banned=None if names else tok.bos)
+    texts = []
+    for row in rows.tolist():
+        texts.append(prompt + tok.decode(row[: row.index(tok.bos)] if tok.bos in row else row))
+    if names:
+        print_samples(texts)
+    for i, text in enumerate([] if names else texts, 1):
+        print(f"--- sample {i} ---\n{text}")
+
+
+def add_sample_parser(commands) -> None:
+    """``microgpt sample`` and its flags."""
+    p = commands.add_parser(
+        "sample", help="print samples from a checkpoint",
+        description="Print samples from a names or Shakespeare checkpoint. Names start from BOS and stop at "
+                    "BOS; Shakespeare samples continue the prompt (default: a newline) for exactly --max-chars.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a ckpt.pt written by microgpt train")
+    p.add_argument("--prompt", help="text the samples start with (every character must be in the vocabulary)")
+    p.add_argument("--num-samples", type=positive_int, default=None, help="how many (default: 20 names, 1 text)")
+    p.add_argument("--max-chars", type=positive_int, default=None,
+                   help="characters to generate (default: the block size for names, 500 for text)")
+    p.add_argument("--temperature", type=positive_float, help="sampling temperature (default: 0.5 names, 0.8 text)")
+    p.add_argument("--top-k", type=positive_int, default=None, help="sample only from the K likeliest (default: all)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
+    p.set_defaults(run=cmd_sample)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = argparse.ArgumentParser(prog="microgpt", description=__doc__)
@@ -298,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="when output is not a terminal, print a step line this often (default %(default)s)")
     names.set_defaults(run=cmd_train_names)
     add_shakespeare_parser(datasets)
+    add_sample_parser(commands)
     return parser
 
 

@@ -2,6 +2,8 @@
 
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -147,3 +149,13 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     with pytest.raises(CheckpointError, match="do not fit its config"):
         model_from(ckpt)
 
+
+
+def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    result = subprocess.run([sys.executable, "-m", "microgpt", "sample", "--checkpoint", str(tmp_path / "bad.pt")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"microgpt: error: {tmp_path / 'bad.pt'} is truncated or not a checkpoint (not a torch.save archive)"
+    ]

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -218,3 +219,45 @@ def test_bfloat16_autocast_trains(small, tmp_path):
                               eval_interval=10, progress=False)
     assert math.isfinite(result.val_loss)
     assert next(result.model.parameters()).dtype == torch.float32
+
+
+# --- sampling ---------------------------------------------------------------------------------------
+
+
+def samples_of(stdout: str) -> list[str]:
+    """The texts of ``microgpt sample``'s output for a text checkpoint."""
+    parts = re.split(r"^--- sample \d+ ---\n", stdout, flags=re.M)
+    assert parts[0] == ""
+    return [part[:-1] for part in parts[1:]]  # print() added one newline after each
+
+
+def test_text_samples_run_to_max_chars_and_follow_the_seed(trained):
+    args = ["sample", "--checkpoint", trained / "done" / "ckpt.pt", "--prompt", "First", "--max-chars", 300,
+            "--num-samples", 2]
+    first, again, other = run(*args), run(*args), run(*args, "--seed", 7)
+    texts = samples_of(first.stdout)
+    assert len(texts) == 2 and all(t.startswith("First") and len(t) == 5 + 300 for t in texts)
+    assert first.stdout == again.stdout != other.stdout
+
+
+def test_text_samples_never_stop_at_bos(trained, tmp_path):
+    ckpt = load_checkpoint(trained / "done" / "ckpt.pt")
+    ckpt["model"]["lm_head.weight"].zero_()  # uniform predictions: BOS would come up about once in 36
+    torch.save(ckpt, tmp_path / "uniform.pt")
+    result = run("sample", "--checkpoint", tmp_path / "uniform.pt", "--max-chars", 500, "--num-samples", 3)
+    assert [len(t) for t in samples_of(result.stdout)] == [500, 500, 500]
+
+
+def test_prompt_outside_the_vocabulary(trained, capsys):
+    line = error_line(capsys, "sample", "--checkpoint", trained / "done" / "ckpt.pt", "--prompt", "Œdipus")
+    assert line.startswith("microgpt: error: --prompt: character 'Œ' is not in the vocabulary (")
+
+
+def test_names_checkpoint_samples_names(tmp_path, data_dir):
+    trained = run("train", "names", "--engine", "torch", "--steps", 20, "--batch-size", 8, "--out", tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    result = run("sample", "--checkpoint", tmp_path / "ckpt.pt", "--num-samples", 5, "--prompt", "an")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "--- inference (new, hallucinated names) ---" and len(lines) == 6
+    assert all(re.fullmatch(r"sample +\d+: an[a-z]*", line) for line in lines[1:])
