@@ -261,3 +261,31 @@ def test_names_checkpoint_samples_names(tmp_path, data_dir):
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "--- inference (new, hallucinated names) ---" and len(lines) == 6
     assert all(re.fullmatch(r"sample +\d+: an[a-z]*", line) for line in lines[1:])
+
+
+# --- the chapters' inline pieces agree with the package's ----------------------------------------------
+
+
+def notebook_functions(name: str, *functions: str) -> dict:
+    """Exec the cells of book/``name`` that define ``functions``, in a namespace with the usual imports."""
+    import json
+    import pathlib
+
+    cells = json.loads((pathlib.Path(__file__).parent.parent / "book" / name).read_text())["cells"]
+    namespace = {"torch": torch, "math": math, "random": __import__("random"), "train": train,
+                 "device": torch.device("cpu")}
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and any(f"def {f}(" in source for f in functions):
+            exec(source, namespace)
+    assert all(f in namespace for f in functions)
+    return namespace
+
+
+def test_chapter_9_get_batch_is_the_packages():
+    ns = notebook_functions("09_shakespeare_data.ipynb", "examples_per_epoch", "epoch_plan", "get_batch")
+    ids = torch.randint(0, 66, (20_000,), generator=torch.Generator().manual_seed(0))
+    for step in (0, 5, 77, 300):
+        ours, theirs = ns["get_batch"](ids, step, 3, 32, 8), train.get_batch(ids, step, 3, 32, 8)
+        assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+
