@@ -165,3 +165,33 @@ def test_bad_flag_values_are_usage_errors():
     assert result.returncode == 2 and "--batch-size: must be >= 1, got 0" in result.stderr
     result = run("train", "names", "--dtype", "float16")
     assert result.returncode == 2 and "invalid choice: 'float16'" in result.stderr
+
+
+def notebook_function(path, name: str, namespace: dict):
+    """Exec the notebook cell that defines ``name`` into ``namespace`` and return the function."""
+    cells = json.loads(path.read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and f"def {name}(" in "".join(c["source"])]
+    assert len(sources) == 1, f"expected one cell defining {name}"
+    exec(sources[0], namespace)
+    return namespace[name]
+
+
+def test_chapter_7_training_loop_is_train_names(shuffled):
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    book = Path(__file__).resolve().parent.parent / "book" / "07_batching_and_the_causal_mask.ipynb"
+    train_loop = notebook_function(book, "train_loop", {"torch": torch, "F": F, "train": train})
+    docs, tok, rng_state = shuffled
+    config = GPTConfig(tok.vocab_size)
+    rng = random.Random()
+    rng.setstate(rng_state)
+    weights = scalar.init_weights(config, rng)
+    data = train.encode_names(docs[:500], tok, 16)
+    for batch_size in (1, 8):
+        mine = train_loop(GPT.from_scalar_weights(config, weights, dtype=torch.float64),
+                          data.to("cpu", torch.float64), 20, batch_size)
+        package = train.train_names(GPT.from_scalar_weights(config, weights, dtype=torch.float64), data, 20,
+                                    batch_size).losses
+        assert mine == pytest.approx(package, rel=1e-10, abs=0)
