@@ -204,6 +204,13 @@ def test_resume_refuses_a_truncated_checkpoint(trained, small, tmp_path, capsys)
     assert "is truncated or not a checkpoint" in line
 
 
+def test_resume_refuses_a_names_checkpoint(trained, small, tmp_path, capsys):
+    ckpt = load_checkpoint(trained / "done" / "ckpt.pt")
+    torch.save({**ckpt, "dataset": "names", "optimizer": None}, tmp_path / "ckpt.pt")
+    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume")
+    assert line == f"microgpt: error: {tmp_path}/ckpt.pt is not a resumable Shakespeare checkpoint"
+
+
 def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
     splits = train.split_text(small.read_text())
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
