@@ -141,9 +141,12 @@ def run(rungs: Sequence[Rung], device: torch.device, rounds: int) -> list[dict]:
     gc.collect()
     gc.freeze()  # the set-up's objects (torch's included) are never rescanned: the scalar engine is GC-bound
     next_step = [0] * len(rungs)
-    for r in range(rounds + 1):
-        for k, rung in enumerate(rungs):
-            next_step[k] = rung.run_round(next_step[k], sync, record=r > 0)
+    try:
+        for r in range(rounds + 1):
+            for k, rung in enumerate(rungs):
+                next_step[k] = rung.run_round(next_step[k], sync, record=r > 0)
+    finally:
+        gc.unfreeze()
     results = [rung.summary() for rung in rungs]
     for below, result in zip([None, *results], results):  # speed-ups in tokens/s: fair across batch sizes
         result["x_rung_below"] = result["tokens_per_s"] / below["tokens_per_s"] if below else None
