@@ -296,3 +296,30 @@ def test_chapter_9_get_batch_is_the_packages():
         ours, theirs = ns["get_batch"](ids, step, 3, 32, 8), train.get_batch(ids, step, 3, 32, 8)
         assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
 
+
+
+def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
+    splits = train.split_text(small.read_text())
+    config, run_config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2), \
+        train.RunConfig(steps=30, batch_size=4, dtype="bfloat16")
+    train.train_text(splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    real_save = train.save_checkpoint
+
+    def save_then_die(path, *args):
+        real_save(path, *args)
+        raise Stop  # dies right after the step-10 checkpoint, like a kill
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    with pytest.raises(Stop):
+        train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, ckpt_interval=10,
+                         progress=False)
+    monkeypatch.undo()
+    ckpt = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
+    assert ckpt["step"] == 10
+    train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, resume=ckpt, progress=False)
+    strip = lambda records: [{k: v for k, v in r.items() if k != "ms"} for r in records]  # noqa: E731
+    assert strip(metrics(tmp_path / "cut")) == strip(metrics(tmp_path / "whole"))
