@@ -206,6 +206,7 @@ def cmd_train_shakespeare(args: argparse.Namespace) -> None:
     from microgpt import train
     from microgpt.checkpoint import load_checkpoint
     from microgpt.device import pick_device
+    from microgpt.model import GPT
 
     text = load_shakespeare(args.data)
     data_sha256 = hashlib.sha256(text.encode()).hexdigest()
@@ -222,7 +223,7 @@ def cmd_train_shakespeare(args: argparse.Namespace) -> None:
         config, run = fresh_settings(args, splits, device, data_sha256)
     print(f"text: {len(splits.train):,} training and {len(splits.val):,} validation characters, "
           f"vocab size {splits.tokenizer.vocab_size}")
-    print(f"model: {config}, device {device}, dtype {run.dtype}")
+    print(f"model: {GPT(config).num_params():,} parameters, {config}, device {device}, dtype {run.dtype}")
     print(f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
           + (f", resuming after step {resume['step']}" if resume else ""))
     result = train.train_text(splits, config, run, args.out, device=device, eval_interval=args.eval_interval,
