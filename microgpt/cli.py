@@ -336,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(default: $MICROGPT_DEVICE or auto)")
     names.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                        help="torch engine precision (default %(default)s)")
-    names.add_argument("--compile", action="store_true", help="torch engine: torch.compile the model and loss")
+    names.add_argument("--compile", action="store_true",
+                       help="torch engine: torch.compile the model and loss (the first step compiles for "
+                            "seconds; faster steps after that, so it pays on long runs only)")
     names.add_argument("--out", metavar="DIR", help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt")
     names.add_argument("--steps", type=positive_int, default=1000, help="training steps (default %(default)s)")
     names.add_argument("--lr", type=positive_float, default=0.01, help="peak learning rate (default %(default)s)")
