@@ -63,18 +63,21 @@ class Value:
         return other * self**-1
 
     def topo_order(self) -> list[Value]:
-        """Every node this one depends on, children before parents (iterative depth-first search)."""
+        """Every node this one depends on, children before parents: the original's recursive
+        depth-first order, walked with an explicit stack so that deep graphs cannot overflow."""
         order: list[Value] = []
-        seen: set[int] = set()
-        stack: list[tuple[Value, bool]] = [(self, False)]
+        seen = {self}
+        stack = [(self, iter(self._children))]
         while stack:
-            node, expanded = stack.pop()
-            if expanded:
+            node, children = stack[-1]
+            for child in children:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append((child, iter(child._children)))
+                    break
+            else:
+                stack.pop()
                 order.append(node)
-            elif id(node) not in seen:
-                seen.add(id(node))
-                stack.append((node, True))
-                stack.extend((child, False) for child in reversed(node._children))
         return order
 
     def backward(self) -> None:
@@ -90,16 +93,21 @@ class Value:
                 node.grad = 0.0
         self.grad = 1.0
         for node in reversed(order):
+            grad = node.grad
             for child, local in zip(node._children, node._local_grads):
-                child.grad += local * node.grad
+                child.grad += local * grad
 
 
 def dot(xs: Sequence[Value], ys: Sequence[Value]) -> Value:
     """One fused node for ``sum(x * y)``: the forward sums in the same order as the atomic ops."""
+    if len(xs) != len(ys):
+        raise ValueError(f"dot needs two vectors of the same length, got {len(xs)} and {len(ys)}")
+    xd = [x.data for x in xs]
+    yd = [y.data for y in ys]
     acc = 0.0
-    for x, y in zip(xs, ys, strict=True):
-        acc += x.data * y.data
-    return Value(acc, (*xs, *ys), (*(y.data for y in ys), *(x.data for x in xs)))
+    for a, b in zip(xd, yd):
+        acc += a * b
+    return Value(acc, (*xs, *ys), (*yd, *xd))
 
 
 def zero_grad(params: Sequence[Value]) -> None:
