@@ -166,3 +166,18 @@ def test_cli_reproduces_the_original_exactly(data_dir):
     lines = result.stdout.splitlines()
     assert "step 1000 / 1000 | loss 2.6497" in lines
     assert lines[-20:] == [f"sample {i:2d}: {name}" for i, name in enumerate(ORIGINAL_SAMPLES, 1)]
+
+
+def test_train_pauses_the_cycle_collector_and_restores_it():
+    import gc
+
+    model = scalar.ScalarGPT.init(CONFIG, random.Random(0), fused=True)
+    seen = []
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            scalar.train(model, [[26, 1, 2, 26]], 2, on_step=lambda step, loss: seen.append(gc.isenabled()))
+            assert gc.isenabled() == enabled
+        finally:
+            gc.enable()
+    assert seen == [False] * 4
