@@ -323,3 +323,28 @@ def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
     train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, resume=ckpt, progress=False)
     strip = lambda records: [{k: v for k, v in r.items() if k != "ms"} for r in records]  # noqa: E731
     assert strip(metrics(tmp_path / "cut")) == strip(metrics(tmp_path / "whole"))
+
+
+def test_chapter_10_schedule_and_step_are_the_packages():
+    ns = notebook_functions("10_training_loop.ipynb", "warmup_cosine", "step_fn")
+    assert [ns["warmup_cosine"](s, 500, 1e-3, 40) for s in range(500)] == \
+        [train.warmup_cosine(s, 500, 1e-3, 40) for s in range(500)]
+    config, out = GPTConfig(20, 8, 1, 16, 2), []
+    x, y = torch.randint(0, 20, (4, 8)), torch.randint(0, 20, (4, 8))
+    for step in (ns["step_fn"], lambda *a: train.text_step(*a, torch.device("cpu"), "float32")):
+        torch.manual_seed(0)
+        model = GPT(config)
+        optimizer = train.make_text_optimizer(model, train.RunConfig(steps=1), torch.device("cpu"))
+        out.append((step(model, optimizer, x, y, 1e-2, 0.5), [p.detach().clone() for p in model.parameters()]))
+    assert out[0][0] == out[1][0] and all(torch.equal(a, b) for a, b in zip(out[0][1], out[1][1]))
+
+
+def test_chapter_12_sample_next_is_the_packages():
+    from microgpt import sample
+
+    ns = notebook_functions("12_generation.ipynb", "sample_next")
+    logits = torch.randn(200, 30, generator=torch.Generator().manual_seed(0))
+    for temperature, top_k in [(1.0, None), (0.5, 3), (2.0, 29)]:
+        ours = ns["sample_next"](logits, temperature, top_k, torch.Generator().manual_seed(1))
+        theirs = sample.sample_next(logits, temperature, top_k, torch.Generator().manual_seed(1))
+        assert torch.equal(ours, theirs)
