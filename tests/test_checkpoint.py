@@ -85,6 +85,12 @@ def test_write_goes_through_a_renamed_temp_file(tmp_path, monkeypatch):
     assert os.path.dirname(src) == str(tmp_path) and dst == tmp_path / "ckpt.pt"
 
 
+def test_checkpoint_gets_an_ordinary_files_permissions(tmp_path):
+    write(tmp_path / "ckpt.pt")
+    (tmp_path / "plain.txt").write_text("x")
+    assert (tmp_path / "ckpt.pt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "nothing.pt")
