@@ -1,4 +1,4 @@
-"""Karpathy's microgpt on scalar ``Value``s: the reference every faster version is checked against."""
+"""Karpathy's microgpt on scalar ``Value`` nodes: the reference every faster version is checked against."""
 
 from __future__ import annotations
 
