@@ -142,3 +142,10 @@ def test_no_stored_errors_or_machine_specific_outputs(path):
             for name, pattern in patterns.items():
                 found = pattern.search(text)
                 assert not found, f"{path.name} code cell {n} stores {name}: {found.group(0)!r}"
+
+
+def test_the_api_reference_documents_every_module():
+    modules = sorted(p.stem for p in (REPO / "microgpt").glob("*.py") if not p.stem.startswith("__"))
+    api = (BOOK / "api.md").read_text()
+    documented = re.findall(r"^\.\. automodule:: microgpt\.(\w+)$", api, flags=re.M)
+    assert sorted(documented) == modules, f"book/api.md documents {documented}; the package has {modules}"
