@@ -1,0 +1,261 @@
+"""The published book as a reader meets it: built fresh, served locally, opened in headless Chromium.
+
+The book is built here (``jupyter-book build -W``) into a temporary folder, so a stale ``_build`` can
+never pass for the current sources. Pages are served on 127.0.0.1 and loaded in Debian's Chromium
+driven by Playwright. The pages load MathJax from a CDN; CI has no network, so the browser is handed a
+copy of the same MathJax release from the npm registry (.ci/run fetches it) and every other outside
+request is refused and reported. Screenshots go to ``_build/screenshots/`` for a human to look at.
+
+Set ``CHROMIUM`` to use another Chromium or Chrome, ``MICROGPT_MATHJAX`` to point at MathJax's ``es5``
+folder. Outside CI (``CI`` unset) the test skips when Chromium, Playwright or MathJax is missing.
+"""
+
+import functools
+import http.server
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
+TOC = yaml.safe_load((REPO / "_toc.yml").read_text())
+SCREENSHOTS = REPO / "_build" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+MATHJAX = Path(os.environ.get("MICROGPT_MATHJAX", REPO / "_build" / "mathjax" / "package" / "es5"))
+MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+]  # Playwright adds a fresh --user-data-dir of its own for every launch
+CHAPTER = "book/01_data_and_tokenizer.html"
+# Console errors every reader's browser logs on Jupyter Book 1.0.4's pages, harmless and not ours to fix:
+# sphinx-thebe's settings script is included twice (thebe itself is off), and pydata-sphinx-theme finds
+# no stored light/dark choice on a first visit and falls back to "auto". Any other error fails the test.
+KNOWN_CONSOLE_ERRORS = {
+    "Identifier 'THEBE_JS_URL' has already been declared",
+    "Got invalid theme mode: . Resetting to auto.",
+}
+
+
+def missing(what: str) -> None:
+    """In CI a missing browser piece is a failure; on a reader's machine the test skips with the fix."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI must install it: see .ci/run)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    """The book, built now from the working tree with README's flags, into a temporary folder."""
+    out = tmp_path_factory.mktemp("book")
+    build = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
+    result = subprocess.run(
+        build + ["build", "-W", "--keep-going", "--path-output", str(out), str(REPO)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, f"the book does not build:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return out / "_build" / "html"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(html):
+    """The built HTML on http://127.0.0.1:PORT/, as a static host such as GitHub Pages serves it."""
+    handler = functools.partial(QuietHandler, directory=str(html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)")
+    if not (MATHJAX / "tex-mml-chtml.js").is_file():
+        missing(f"no MathJax 3 at {MATHJAX} (npm pack mathjax@3.2.2 into _build/mathjax and untar it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the playwright package is not installed (pip install -r requirements.txt)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+class Visit:
+    """One page opened in a fresh browser context; what it asked of the outside world and what it logged."""
+
+    def __init__(self, browser, server: str, path: str):
+        self.server, self.outside, self.errors = server, [], []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context.route("**/*", self.route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda msg: msg.type == "error" and self.error(msg.text))
+        self.page.on("pageerror", lambda exc: self.error(str(exc)))
+        self.page.goto(server + path, wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+
+    def error(self, text: str) -> None:
+        if text not in KNOWN_CONSOLE_ERRORS:
+            self.errors.append(text)
+
+    def route(self, route) -> None:
+        """Local pages pass; the MathJax CDN is answered from the local copy; anything else is refused."""
+        url = route.request.url
+        if url.startswith(self.server):
+            route.continue_()
+        elif url.startswith(MATHJAX_CDN):
+            route.fulfill(path=str(MATHJAX / urllib.parse.urlsplit(url[len(MATHJAX_CDN):]).path))
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, server):
+    opened = []
+
+    def open_page(path: str) -> Visit:
+        opened.append(Visit(browser, server, path))
+        return opened[-1]
+
+    yield open_page
+    for v in opened:
+        v.close()
+
+
+def wait_for_images(page) -> list[dict]:
+    """Every <img> once it has loaded or failed: its src and natural width (0 for a broken image)."""
+    return page.evaluate(
+        """async () => {
+            const imgs = [...document.images];
+            imgs.forEach(i => i.scrollIntoView());
+            await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+            window.scrollTo(0, 0);
+            return imgs.map(i => ({src: i.currentSrc || i.src, width: i.naturalWidth}));
+        }"""
+    )
+
+
+def wait_for_math(page) -> dict:
+    """How many math nodes the page has and how MathJax typeset them (after its startup promise)."""
+    return page.evaluate(
+        """async () => {
+            const nodes = document.querySelectorAll('span.math, div.math');
+            if (nodes.length && window.MathJax && MathJax.startup) await MathJax.startup.promise;
+            return {
+                nodes: nodes.length,
+                typeset: [...nodes].filter(n => n.querySelector('mjx-container')).length,
+                errors: document.querySelectorAll('mjx-merror').length,
+            };
+        }"""
+    )
+
+
+def internal_links(page, server: str) -> set[str]:
+    """Absolute URLs of every link on the page that points into the book."""
+    hrefs = page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)")
+    return {h for h in hrefs if h.startswith(server)}
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as err:
+        return err.code, ""
+
+
+def assert_links_resolve(links: set[str]) -> None:
+    """Each internal link returns 200, and a #fragment names an id on the page it points to."""
+    pages: dict[str, tuple[int, str]] = {}
+    broken = []
+    for link in sorted(links):
+        url, _, fragment = link.partition("#")
+        if url not in pages:
+            pages[url] = fetch(url)
+        status, body = pages[url]
+        if status != 200:
+            broken.append(f"{link}: HTTP {status}")
+        elif fragment and not re.search(rf'\bid="{re.escape(urllib.parse.unquote(fragment))}"', body):
+            broken.append(f"{link}: no element with that id")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_the_landing_page(visit, server):
+    v = visit("")  # index.html: a redirect to the root chapter, as GitHub Pages serves it
+    page = v.page
+    assert page.url == f"{server}{TOC['root']}.html", f"the landing page redirects to {page.url}"
+    assert page.title().startswith("microgpt"), page.title()
+    assert page.locator("article h1").count() == 1
+    images = wait_for_images(page)
+    assert all(i["width"] > 0 for i in images), f"images that did not load: {images}"
+    nav = {urllib.parse.urlsplit(h).path for h in page.eval_on_selector_all(
+        "nav.bd-docs-nav a[href]", "as => as.map(a => a.href)")}
+    chapters = [e["file"] for part in TOC["parts"] for e in part["chapters"]]
+    for chapter in chapters:
+        assert f"/{chapter}.html" in nav, f"the sidebar has no link to {chapter}"
+    assert page.locator("a.right-next").count() == 1, "no 'next' button to chapter 1"
+    assert_links_resolve(internal_links(page, server))
+    screenshot(page, "landing")
+    assert not v.outside, f"the landing page asked for outside resources: {v.outside}"
+    assert not v.errors, f"console errors: {v.errors}"
+
+
+def test_a_chapter_page(visit, server):
+    v = visit(CHAPTER)
+    page = v.page
+    images = wait_for_images(page)
+    assert images, f"{CHAPTER} shows no figure"
+    assert all(i["width"] > 0 for i in images), f"images that did not load: {images}"
+    math = wait_for_math(page)
+    assert math["nodes"] > 0, f"{CHAPTER} has no math to check"
+    assert math["typeset"] == math["nodes"] and not math["errors"], f"MathJax did not typeset every formula: {math}"
+    assert page.locator("a.left-prev").count() == 1 and page.locator("a.right-next").count() == 1
+    owner_repo = urllib.parse.urlsplit(CONFIG["repository"]["url"]).path.strip("/")
+    colab = (f"{CONFIG['launch_buttons']['colab_url']}/github/{owner_repo}/blob/"
+             f"{CONFIG['repository']['branch']}/{CHAPTER.removesuffix('.html')}.ipynb")
+    assert page.locator(f'a[href="{colab}"]').count() == 1, f"no Colab launch link {colab}"
+    assert_links_resolve(internal_links(page, server))
+    screenshot(page, "chapter_top")
+    page.locator("span.math").first.scroll_into_view_if_needed()
+    screenshot(page, "chapter_math")
+    page.locator("article img").first.scroll_into_view_if_needed()
+    screenshot(page, "chapter_figure")
+    assert v.outside == [], f"{CHAPTER} asked for outside resources besides MathJax: {v.outside}"
+    assert not v.errors, f"console errors: {v.errors}"
+
+
+def test_the_api_reference(visit, server):
+    v = visit("book/api.html")
+    page = v.page
+    documented = set(page.eval_on_selector_all("dl.py.function > dt, dl.py.class > dt", "ds => ds.map(d => d.id)"))
+    assert "microgpt.config.GPTConfig" in documented and "microgpt.autograd.Value" in documented, sorted(documented)
+    assert_links_resolve(internal_links(page, server))
+    screenshot(page, "api")
+    assert not v.outside and not v.errors, (v.outside, v.errors)
