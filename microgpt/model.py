@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from microgpt.config import GPTConfig
 from microgpt.scalar import Matrix, param_shapes
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "rmsnorm", "causal_mask"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "rmsnorm", "causal_mask", "fused_attention"]
 
 
 def rmsnorm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -29,6 +29,20 @@ def rmsnorm(x: Tensor, eps: float = 1e-5) -> Tensor:
 def causal_mask(size: int) -> Tensor:
     """A ``size x size`` additive mask: 0 where a position may look (itself and before), -inf after."""
     return torch.full((size, size), float("-inf")).triu(1)
+
+
+def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """PyTorch's fused attention kernel: causal when ``mask`` is None, else with the additive ``mask``.
+
+    Under bfloat16 autocast on a CPU it runs in float32: PyTorch's CPU flash-attention kernel is faster
+    in float32 than in bfloat16 (about 100 vs 130 ms of a 200 ms tiny-shakespeare step on 2 AMD cores).
+    """
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return fused_attention(q.float(), k.float(), v.float(), mask)
+    if mask is None:  # no cached prefix: the kernel applies the same causal mask itself
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 @dataclass
@@ -73,10 +87,8 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache.keys[layer], k], dim=2)
                 v = torch.cat([cache.values[layer], v], dim=2)
             cache.keys[layer], cache.values[layer] = k, v
-        if self.sdpa and start == 0:  # no cached prefix: the kernel applies the same causal mask itself
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif self.sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask[start : start + T, : start + T])
+        if self.sdpa:
+            y = fused_attention(q, k, v, None if start == 0 else self.mask[start : start + T, : start + T])
         else:
             att = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim) + self.mask[start : start + T, : start + T]
             y = att.softmax(dim=-1) @ v

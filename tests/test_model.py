@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from microgpt import scalar
 from microgpt.data import load_names
-from microgpt.model import GPT, GPTConfig, causal_mask, rmsnorm
+from microgpt.model import GPT, GPTConfig, causal_mask, fused_attention, rmsnorm
 from microgpt.tokenizer import CharTokenizer
 
 CONFIG = GPTConfig(vocab_size=27)
@@ -157,6 +157,17 @@ def test_fused_attention_is_the_same(float64):
     fused(idx).sum().backward()
     for a, b in zip(explicit.parameters(), fused.parameters()):
         assert torch.allclose(a.grad, b.grad, rtol=1e-11, atol=1e-13)
+
+
+def test_fused_attention_runs_in_float32_under_cpu_bf16_autocast():
+    q, k, v = torch.randn(3, 2, 4, 10, 8).unbind(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fused_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None)
+        cached = fused_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), causal_mask(10))
+    assert y.dtype == cached.dtype == torch.float32 and torch.allclose(y, cached, atol=1e-6)
+    exact = F.scaled_dot_product_attention(q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float(),
+                                           is_causal=True)
+    assert torch.allclose(y, exact, atol=1e-6)
 
 
 @pytest.mark.parametrize("sdpa", [False, True])
