@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
+import os
 import random
 import sys
 import time
@@ -202,15 +204,24 @@ def resumed_settings(args: argparse.Namespace, resume: dict, device, data_sha256
 
 
 def cmd_train_shakespeare(args: argparse.Namespace) -> None:
-    """``microgpt train shakespeare``."""
-    from microgpt import train
+    """``microgpt train shakespeare``; under torchrun every process runs it, and only rank 0 prints."""
+    from microgpt import distributed
+
+    with contextlib.redirect_stdout(sys.stdout if distributed.is_main() else io.StringIO()):
+        train_shakespeare(args)
+
+
+def train_shakespeare(args: argparse.Namespace) -> None:
+    """Load the text, settle the settings (fresh or from the checkpoint), train, and report."""
+    from microgpt import distributed, train
     from microgpt.checkpoint import load_checkpoint
     from microgpt.device import pick_device
     from microgpt.model import GPT
 
     text = load_shakespeare(args.data)
     data_sha256 = hashlib.sha256(text.encode()).hexdigest()
-    splits, device, ckpt_path = train.split_text(text), pick_device(args.device), Path(args.out) / "ckpt.pt"
+    device = distributed.device_for_rank(pick_device(args.device))
+    splits, ckpt_path, world = train.split_text(text), Path(args.out) / "ckpt.pt", distributed.world_size()
     resume = None
     if args.resume:
         if not ckpt_path.exists():
@@ -221,13 +232,21 @@ def cmd_train_shakespeare(args: argparse.Namespace) -> None:
         raise CLIError(f"{args.out} already holds a checkpoint; add --resume to continue it, or choose another --out")
     else:
         config, run = fresh_settings(args, splits, device, data_sha256)
+    if run.batch_size % world:
+        raise CLIError(f"--batch-size {run.batch_size} does not split evenly across {world} processes; "
+                       f"use a multiple of {world}")
     print(f"text: {len(splits.train):,} training and {len(splits.val):,} validation characters, "
           f"vocab size {splits.tokenizer.vocab_size}")
     print(f"model: {GPT(config).num_params():,} parameters, {config}, device {device}, dtype {run.dtype}")
     print(f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
+          + (f" ({world} processes, {run.batch_size // world} blocks each)" if world > 1 else "")
           + (f", resuming after step {resume['step']}" if resume else ""))
-    result = train.train_text(splits, config, run, args.out, device=device, eval_interval=args.eval_interval,
-                              ckpt_interval=args.ckpt_interval, resume=resume, progress=not args.quiet)
+    distributed.init(device)
+    try:
+        result = train.train_text(splits, config, run, args.out, device=device, eval_interval=args.eval_interval,
+                                  ckpt_interval=args.ckpt_interval, resume=resume, progress=not args.quiet)
+    finally:
+        distributed.cleanup()
     if result.val_loss is not None:
         print(f"val loss {result.val_loss:.4f}")
     print(f"wrote {ckpt_path} and {Path(args.out) / 'metrics.jsonl'}")
@@ -363,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except (CLIError, DataError, ValueError) as err:
-        print(f"microgpt: error: {err}", file=sys.stderr)
+        if not isinstance(err, CLIError) or os.environ.get("RANK", "0") == "0":  # torchrun: say it once, not N times
+            print(f"microgpt: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("microgpt: interrupted", file=sys.stderr)

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from microgpt import distributed
 from microgpt.checkpoint import CheckpointError, save_checkpoint, set_rng_state
 from microgpt.config import GPTConfig
 from microgpt.tokenizer import CharTokenizer
@@ -216,10 +218,13 @@ class RunResult:
 def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str | Path, *,
                device: torch.device | str = "cpu", eval_interval: int = 0, ckpt_interval: int = 0,
                resume: dict | None = None, progress: bool = True) -> RunResult:
-    """Train a GPT on ``splits`` into ``out/metrics.jsonl`` and ``out/ckpt.pt``; ``resume`` continues a checkpoint."""
+    """Train a GPT on ``splits`` into ``out/metrics.jsonl`` and ``out/ckpt.pt``; ``resume`` continues a checkpoint.
+
+    Under torchrun every rank calls this: each trains on its share of the batch, rank 0 alone writes files.
+    """
     from microgpt.model import GPT
 
-    out, device = Path(out), torch.device(device)
+    out, device, main = Path(out), torch.device(device), distributed.is_main()
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
     torch.manual_seed(run.seed)
@@ -232,9 +237,10 @@ def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str |
         optimizer.load_state_dict(resume["optimizer"])
         set_rng_state(resume["rng"])
         start = resume["step"]
-    kept = read_metrics(metrics_path, through=start)  # a killed run may have logged steps past its checkpoint
-    metrics_path.with_suffix(".tmp").write_text("".join(json.dumps(r) + "\n" for r in kept))
-    metrics_path.with_suffix(".tmp").replace(metrics_path)
+    if main:
+        kept = read_metrics(metrics_path, through=start)  # a killed run may have logged steps past its checkpoint
+        metrics_path.with_suffix(".tmp").write_text("".join(json.dumps(r) + "\n" for r in kept))
+        metrics_path.with_suffix(".tmp").replace(metrics_path)
     val = val_batches(splits.val, config.block_size, run.batch_size)
     batches_per_epoch(len(splits.train), config.block_size, run.batch_size)  # fail now if the text is too short
     val_loss, tokens_per_step = None, run.batch_size * config.block_size
@@ -244,25 +250,28 @@ def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str |
                         dataclasses.asdict(run))
 
     model.train()
-    bar = tqdm(total=run.steps, initial=start, file=sys.stderr, disable=not progress, unit="step")
+    replica = distributed.wrap(model, device)  # under torchrun: DDP, which averages the gradients of all ranks
+    bar = tqdm(total=run.steps, initial=start, file=sys.stderr, disable=not (progress and main), unit="step")
     began = time.perf_counter()
-    with metrics_path.open("a") as log:
+    with open(metrics_path if main else os.devnull, "a") as log:
         for step in range(start, run.steps):
             t0 = time.perf_counter()
             lr = warmup_cosine(step, run.steps, run.lr, run.warmup)
             x, y = get_batch(splits.train, step, run.seed, config.block_size, run.batch_size)
-            loss = text_step(model, optimizer, x.to(device), y.to(device), lr, run.grad_clip, device, run.dtype)
+            x, y = distributed.share(x).to(device), distributed.share(y).to(device)  # this rank's rows
+            loss = text_step(replica, optimizer, x, y, lr, run.grad_clip, device, run.dtype)
+            loss = distributed.mean(loss, device)  # the whole batch's loss, the same on every rank
             if not math.isfinite(loss):
                 raise TrainingError(f"the loss became {loss} at step {step + 1}; lower --lr (now {run.lr:g}) "
                                     f"or use --dtype float32")
             ms = 1000 * (time.perf_counter() - t0)
             record = {"step": step + 1, "loss": loss, "lr": lr, "ms": round(ms, 3)}
-            if eval_interval and ((step + 1) % eval_interval == 0 or step + 1 == run.steps):
-                record["val_loss"] = val_loss = evaluate(model, val, device, run.dtype)
+            if main and eval_interval and ((step + 1) % eval_interval == 0 or step + 1 == run.steps):
+                record["val_loss"] = val_loss = evaluate(model, val, device, run.dtype)  # rank 0, unwrapped
             log.write(json.dumps(record) + "\n")
             log.flush()
-            if (ckpt_interval and (step + 1) % ckpt_interval == 0) or step + 1 == run.steps:
-                save(step + 1)
+            if main and ((ckpt_interval and (step + 1) % ckpt_interval == 0) or step + 1 == run.steps):
+                save(step + 1)  # the unwrapped model's weights: the same checkpoint as a single process's
             bar.update()
             bar.set_postfix(lr=f"{lr:.2e}", loss=f"{loss:.4f}", tok_s=f"{tokens_per_step / ms * 1000:,.0f}",
                             refresh=False)
