@@ -169,7 +169,7 @@ def add_model_flags(p: argparse.ArgumentParser, block: int, embd: int, head: int
 
 
 SHAKESPEARE = {"block_size": 256, "n_embd": 128, "n_head": 4, "n_layer": 4,
-               "batch_size": 32, "lr": 2e-3, "warmup": 100, "seed": 1337, "dtype": "auto"}
+               "batch_size": 32, "lr": 4e-3, "warmup": 100, "seed": 1337, "dtype": "auto"}
 SHAKESPEARE_EPOCHS = 15
 
 

@@ -148,7 +148,7 @@ class RunConfig:
 
     steps: int
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 4e-3
     warmup: int = 100
     seed: int = 1337
     dtype: str = "float32"
