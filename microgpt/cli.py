@@ -258,12 +258,14 @@ def add_shakespeare_parser(datasets) -> None:
     p = datasets.add_parser(
         "shakespeare", help="an 836K-parameter GPT on tiny-shakespeare",
         description="Train a character-level GPT on tiny-shakespeare (last 10% held out for validation), "
-                    "writing OUT/ckpt.pt and OUT/metrics.jsonl. With --resume, settings come from the checkpoint.",
+                    "writing OUT/ckpt.pt and OUT/metrics.jsonl. With --resume, settings come from the checkpoint. "
+                    "Under torchrun, each process trains a replica on its share of every batch (data parallel).",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for ckpt.pt and metrics.jsonl")
     p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
     p.add_argument("--steps", type=positive_int, help=f"training steps (default {SHAKESPEARE_EPOCHS} epochs)")
-    p.add_argument("--batch-size", type=positive_int, help=f"blocks per step (default {SHAKESPEARE['batch_size']})")
+    p.add_argument("--batch-size", type=positive_int,
+                   help=f"blocks per step in all; torchrun's processes split them (default {SHAKESPEARE['batch_size']})")
     p.add_argument("--block-size", type=positive_int, help=f"context length (default {SHAKESPEARE['block_size']})")
     p.add_argument("--n-embd", type=positive_int, help=f"embedding width (default {SHAKESPEARE['n_embd']})")
     p.add_argument("--n-head", type=positive_int, help=f"attention heads (default {SHAKESPEARE['n_head']})")
