@@ -265,7 +265,7 @@ def add_shakespeare_parser(datasets) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
     p.add_argument("--steps", type=positive_int, help=f"training steps (default {SHAKESPEARE_EPOCHS} epochs)")
     p.add_argument("--batch-size", type=positive_int,
-                   help=f"blocks per step in all; torchrun's processes split them (default {SHAKESPEARE['batch_size']})")
+                   help=f"blocks per step, all torchrun processes together (default {SHAKESPEARE['batch_size']})")
     p.add_argument("--block-size", type=positive_int, help=f"context length (default {SHAKESPEARE['block_size']})")
     p.add_argument("--n-embd", type=positive_int, help=f"embedding width (default {SHAKESPEARE['n_embd']})")
     p.add_argument("--n-head", type=positive_int, help=f"attention heads (default {SHAKESPEARE['n_head']})")
