@@ -1,10 +1,17 @@
-"""``python -m microgpt.bench names``: how fast is one training step on each rung of the ladder?
+"""``python -m microgpt.bench [names|shakespeare|all]``: how fast is one training step on each rung of the ladder?
 
-Every rung is one way to run the same training step. All rungs are built first, then timed in
-interleaved rounds (each round runs every rung), so a machine that gets busier or cooler part-way
-through slows every rung alike. The first round is warm-up and is not counted. We report the median
-milliseconds per step, tokens per second, and each rung's speed-up over the rung before it and over
-the scalar engine, in tokens per second (a batch of 32 names does 32 names' work in one step).
+Every rung is one way to run the same training step. All rungs of a suite are built first, then timed
+in interleaved rounds (each round runs every rung), so a machine that gets busier or cooler part-way
+through slows every rung alike. The first round is warm-up and is not counted; a compiled rung's very
+first step (the compilation) is timed apart, before the rounds. We report the median milliseconds per
+step, tokens per second, and each rung's speed-up over the rung before it and over the first rung, in
+tokens per second (a batch of 32 names does 32 names' work in one step). A rung slower than the one
+before it shows a speed-up below 1.
+
+``names``: the 4,192-parameter model of Part I, from the scalar engine to batched torch (1 thread).
+``shakespeare``: the 836K-parameter step of ``microgpt train shakespeare`` (32 blocks of 256
+characters, AdamW, clipping), from plain float32 eager to what the package runs by default and to
+``torch.compile``, with the achieved GFLOP/s against a matmul peak measured on the same device.
 """
 
 from __future__ import annotations
@@ -15,20 +22,24 @@ import json
 import os
 import platform
 import random
+import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import torch
 
-from microgpt import scalar, train
+from microgpt import cli, scalar, train
 from microgpt.config import GPTConfig
-from microgpt.data import DataError, load_names
+from microgpt.data import DataError, load_names, load_shakespeare
 from microgpt.device import DeviceError, pick_device
 from microgpt.model import GPT
 from microgpt.tokenizer import CharTokenizer
+
+ALL_THREADS = torch.get_num_threads()  # torch's default (one per core), read before a suite changes it
 
 
 @dataclass
@@ -38,6 +49,10 @@ class Rung:
     name: str
     step: Callable[[int], int]
     steps_per_round: int
+    flops_per_step: float = 0.0  # model FLOPs of one step (see step_flops); 0 where not counted
+    dtype: str = "float32"  # the format of its matrix products, whose matmul peak it is compared with
+    default: bool = False  # the step the package's own training command runs on this device
+    compile_s: float | None = None  # seconds of the first, compiling step (compiled rungs only)
     times: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
 
@@ -53,10 +68,38 @@ class Rung:
         return start + self.steps_per_round
 
     def summary(self) -> dict:
-        """Median ms per step and tokens per second (mean tokens per step / median step time)."""
+        """Median ms per step, tokens per second (mean tokens per step / median step time) and GFLOP/s."""
         ms = 1000 * statistics.median(self.times)
-        return {"rung": self.name, "ms_per_step": ms, "tokens_per_s": statistics.mean(self.tokens) / ms * 1000,
-                "timed_steps": len(self.times)}
+        result = {"rung": self.name, "ms_per_step": ms, "tokens_per_s": statistics.mean(self.tokens) / ms * 1000,
+                  "timed_steps": len(self.times), "dtype": self.dtype, "default": self.default}
+        if self.flops_per_step:
+            result["gflops_per_s"] = self.flops_per_step / ms / 1e6
+        if self.compile_s is not None:
+            result["compile_s"] = self.compile_s
+        return result
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits until ``device`` has finished its queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
+    return lambda: None
+
+
+def compile_now(rung: Rung, device: torch.device) -> Rung:
+    """Run a compiled rung's first step now and keep its time as ``compile_s``, apart from the timed steps."""
+    sync = synchronizer(device)
+    sync()
+    t0 = time.perf_counter()
+    rung.step(0)
+    sync()
+    rung.compile_s = time.perf_counter() - t0
+    return rung
+
+
+# --- names: the 4,192-parameter model, from scalars to batches -------------------------------------
 
 
 def names_setup(seed: int = 42) -> tuple[list[str], CharTokenizer, GPTConfig, dict]:
@@ -110,12 +153,127 @@ def names_rungs(device: torch.device, steps: int, compile: bool) -> list[Rung]:
         torch_rung("torch eager, batch 1", docs, tok, config, weights, device, 1, steps),
     ]
     if compile:
-        rungs.append(torch_rung("torch compiled, batch 1", docs, tok, config, weights, device, 1, steps, True))
+        compiled = torch_rung("torch compiled, batch 1", docs, tok, config, weights, device, 1, steps, True)
+        rungs.append(compile_now(compiled, device))
     rungs.append(torch_rung("torch eager, batch 32", docs, tok, config, weights, device, 32, steps))
     return rungs
 
 
-SUITES: dict[str, Callable[[torch.device, int, bool], list[Rung]]] = {"names": names_rungs}
+# --- shakespeare: the 836K-parameter step, from plain float32 to the package's default ----------------
+
+
+SMALL = {"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2, "batch_size": 8}  # --small: a quick check
+
+
+def shakespeare_setup(small: bool = False) -> tuple[train.TextSplits, GPTConfig, int]:
+    """The text, model shape and batch size of ``microgpt train shakespeare`` (its defaults, or ``SMALL``)."""
+    splits = train.split_text(load_shakespeare())
+    s = SMALL if small else cli.SHAKESPEARE
+    config = GPTConfig(splits.tokenizer.vocab_size, s["block_size"], s["n_layer"], s["n_embd"], s["n_head"])
+    return splits, config, s["batch_size"]
+
+
+def step_flops(model: GPT, batch_size: int) -> float:
+    """Model FLOPs of one training step on ``batch_size`` full blocks, counted as nanoGPT and PaLM count them.
+
+    Each weight of a matrix product (every ``nn.Linear``) does one multiply-add per token forward
+    (2 FLOPs) and two backward (4): 6 per weight per token. Attention's scores ``q @ k.T`` and weighted
+    sum ``att @ v`` add ``2 * 2 * T * n_embd`` per token and layer forward, times 3 with the backward,
+    over the full T x T square (a causal kernel skips about half of it). Embedding lookups, norms,
+    softmax, the loss and the optimiser are not counted.
+    """
+    c = model.config
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    per_token = 6 * linear + 12 * c.n_layer * c.n_embd * c.block_size
+    return per_token * batch_size * c.block_size
+
+
+def plain_adamw(model: torch.nn.Module, run: train.RunConfig) -> torch.optim.AdamW:
+    """``train.make_text_optimizer``'s AdamW as torch makes it by default: no fused kernel."""
+    return torch.optim.AdamW(model.parameters(), lr=run.lr, betas=(0.9, 0.99), weight_decay=run.weight_decay)
+
+
+def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa: bool, fused: bool,
+              dtype: str, compile: bool = False, default: bool = False) -> Rung:
+    """``train.text_step`` on the Shakespeare shape, with the attention, optimiser, precision and compilation given."""
+    config, batches = data
+    run = train.RunConfig(steps=1, batch_size=len(batches[0][0]))
+    torch.manual_seed(run.seed)
+    model = GPT(config, sdpa=sdpa).to(device)
+    optimizer = train.make_text_optimizer(model, run, device) if fused else plain_adamw(model, run)
+    flops = step_flops(model, run.batch_size)
+    forward = torch.compile(model) if compile else model
+
+    def step(i: int) -> int:
+        x, y = batches[i % len(batches)]
+        train.text_step(forward, optimizer, x, y, run.lr, run.grad_clip, device, dtype)
+        return x.numel()
+
+    return Rung(name, step, steps, flops, dtype, default)
+
+
+def shakespeare_rungs(device: torch.device, steps: int, compile: bool, small: bool = False) -> list[Rung]:
+    """The Shakespeare ladder, each rung adding one change: fused AdamW, SDPA, bf16 autocast, torch.compile."""
+    splits, config, batch_size = shakespeare_setup(small)
+    seed = cli.SHAKESPEARE["seed"]
+    batches = [tuple(t.to(device) for t in train.get_batch(splits.train, i, seed, config.block_size, batch_size))
+               for i in range(4)]
+    data, dtype = (config, batches), train.resolve_dtype(cli.SHAKESPEARE["dtype"], device)
+    rungs = [text_rung("fp32 eager (explicit mask)", data, device, steps, sdpa=False, fused=False, dtype="float32"),
+             text_rung("+ fused AdamW", data, device, steps, sdpa=False, fused=True, dtype="float32"),
+             text_rung("+ SDPA attention", data, device, steps, sdpa=True, fused=True, dtype="float32",
+                       default=dtype == "float32")]
+    if dtype == "bfloat16":  # only where resolve_dtype would train in it: natively supported
+        rungs.append(text_rung("+ bf16 autocast", data, device, steps, sdpa=True, fused=True, dtype=dtype,
+                               default=True))
+    if compile:
+        compiled = text_rung("+ torch.compile", data, device, steps, sdpa=True, fused=True, dtype=dtype, compile=True)
+        rungs.append(compile_now(compiled, device))
+    return rungs
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, reps: int = 20) -> float:
+    """GFLOP/s of an ``n x n`` by ``n x n`` matrix product on ``device``: the fastest of ``reps``, a peak."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    sync, best = synchronizer(device), float("inf")
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def matmul_peaks(device: torch.device) -> dict:
+    """The device's measured matmul GFLOP/s in float32 and, where natively supported, bfloat16."""
+    n = 2048 if device.type == "cpu" else 8192
+    peaks = {"size": n, "float32": matmul_gflops(device, torch.float32, n)}
+    if train.resolve_dtype("auto", device) == "bfloat16":
+        peaks["bfloat16"] = matmul_gflops(device, torch.bfloat16, n)
+    return peaks
+
+
+# --- running and reporting ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A ladder: how to build its rungs, its default steps per round and threads, and its first rung's label."""
+
+    build: Callable[..., list[Rung]]
+    steps: int
+    threads: int
+    baseline: str
+    peaks: bool = False  # measure the matmul peaks and report each rung's GFLOP/s against them
+    shrinks: bool = False  # ``build`` takes ``small`` (--small)
+
+
+SUITES = {
+    "names": Suite(names_rungs, steps=200, threads=1, baseline="scalar"),
+    "shakespeare": Suite(shakespeare_rungs, steps=8, threads=ALL_THREADS, baseline="fp32", peaks=True,
+                         shrinks=True),
+}
 
 
 def machine(device: torch.device) -> dict:
@@ -133,11 +291,21 @@ def machine(device: torch.device) -> dict:
     return info
 
 
+def cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds the whole machine has been busy, CPU seconds this process has used); None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
 def run(rungs: Sequence[Rung], device: torch.device, rounds: int) -> list[dict]:
     """Warm every rung up (one round), then time ``rounds`` interleaved rounds; a summary per rung."""
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    if device.type == "mps":
-        sync = torch.mps.synchronize
+    sync = synchronizer(device)
     gc.collect()
     gc.freeze()  # the set-up's objects (torch's included) are never rescanned: the scalar engine is GC-bound
     next_step = [0] * len(rungs)
@@ -150,51 +318,137 @@ def run(rungs: Sequence[Rung], device: torch.device, rounds: int) -> list[dict]:
     results = [rung.summary() for rung in rungs]
     for below, result in zip([None, *results], results):  # speed-ups in tokens/s: fair across batch sizes
         result["x_rung_below"] = result["tokens_per_s"] / below["tokens_per_s"] if below else None
-        result["x_scalar"] = result["tokens_per_s"] / results[0]["tokens_per_s"]
+        result["x_first_rung"] = result["tokens_per_s"] / results[0]["tokens_per_s"]
     return results
 
 
-def print_table(results: list[dict], info: dict) -> None:
+def other_load(before: tuple[float, float] | None, after: tuple[float, float] | None, seconds: float) -> float | None:
+    """The share (%) of the machine's CPU time that other processes used between two ``cpu_seconds()``."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, 100 * others / (seconds * (os.cpu_count() or 1)))
+
+
+def run_suite(name: str, device: torch.device, steps: int | None, rounds: int, compile: bool,
+              threads: int | None, small: bool = False) -> dict:
+    """Build and time one suite at its default (or the given) steps and threads; its report as a dict."""
+    suite = SUITES[name]
+    steps = steps or suite.steps
+    torch.set_num_threads(threads or suite.threads)
+    rungs = suite.build(device, steps, compile, small) if suite.shrinks else suite.build(device, steps, compile)
+    t0, before = time.perf_counter(), cpu_seconds()
+    results = run(rungs, device, rounds)
+    load = other_load(before, cpu_seconds(), time.perf_counter() - t0)
+    report = {"suite": name, "machine": machine(device), "steps_per_round": steps, "rounds": rounds,
+              "other_load_pct": load, "baseline": suite.baseline, "results": results}
+    if suite.peaks:
+        report["matmul_peak_gflops_per_s"] = peaks = matmul_peaks(device)
+        for r in results:
+            r["pct_of_peak"] = 100 * r["gflops_per_s"] / peaks[r["dtype"]]
+    return report
+
+
+def machine_line(info: dict) -> str:
+    """One line saying where the numbers were measured."""
+    return (f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, torch {info['torch']} "
+            f"({info['torch_threads']} thread(s)), device {info.get('gpu', info['device'])}")
+
+
+def ratio(x: float | None, say_slower: bool = False) -> str:
+    """A speed-up as the tables print it: 2 decimals below 10, 1 above; below 1, 'slower' if asked."""
+    if x is None:
+        return "-"
+    text = f"{x:.2f}" if x < 10 else f"{x:.1f}"
+    return f"{text} slower" if say_slower and x < 1 else text
+
+
+def print_table(results: list[dict], info: dict, baseline: str = "scalar") -> None:
     """The results as an aligned table, under a line saying where they were measured."""
-    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, torch {info['torch']} "
-          f"({info['torch_threads']} thread(s)), device {info.get('gpu', info['device'])}")
-    print(f"{'rung':<28} {'ms/step':>9} {'tokens/s':>11} {'x rung below':>13} {'x scalar':>9}")
+    print(machine_line(info))
+    flops = "gflops_per_s" in results[0]
+    extra = f" {'GFLOP/s':>8} {'% peak':>7}" if flops else ""
+    print(f"{'rung':<28} {'ms/step':>9} {'tokens/s':>11} {'x rung below':>13} {'x ' + baseline:>9}{extra}")
     for r in results:
-        below = f"{r['x_rung_below']:.1f}" if r["x_rung_below"] else "-"
-        print(f"{r['rung']:<28} {r['ms_per_step']:>9.3f} {r['tokens_per_s']:>11,.0f} {below:>13} {r['x_scalar']:>9.1f}")
+        extra = f" {r['gflops_per_s']:>8.1f} {r['pct_of_peak']:>6.1f}%" if flops else ""
+        print(f"{r['rung']:<28} {r['ms_per_step']:>9.3f} {r['tokens_per_s']:>11,.0f} "
+              f"{ratio(r['x_rung_below'], True):>13} {ratio(r['x_first_rung']):>9}{extra}")
+
+
+def print_notes(report: dict) -> None:
+    """The lines under a table: the default step's speed-up, compile times, the matmul peaks, the load."""
+    results, first = report["results"], report["results"][0]["rung"]
+    for r in results:
+        if r["default"]:
+            print(f"default step ({r['rung']}, as `microgpt train {report['suite']}` runs on this device): "
+                  f"{r['x_first_rung']:.2f}x the {first} rung")
+        if "compile_s" in r:
+            print(f"{r['rung']}: the first step took {r['compile_s']:.1f} s (compiling; not in the table)")
+    if "matmul_peak_gflops_per_s" in report:
+        p = report["matmul_peak_gflops_per_s"]
+        bf16 = f", bfloat16 {p['bfloat16']:.0f}" if "bfloat16" in p else ""
+        print(f"matmul peak ({p['size']}x{p['size']}, fastest of 20): float32 {p['float32']:.0f}{bf16} GFLOP/s; "
+              "% peak is against the rung's matmul format")
+        print("GFLOP/s: 6 FLOPs per matmul weight per token, plus 12 x n_layer x n_embd x block_size per token "
+              "for attention (the full T x T square)")
+    load = report["other_load_pct"]
+    print(f"({report['rounds']} timed rounds of {report['steps_per_round']} steps after a warm-up round"
+          + (f"; other processes used {load:.0f}% of the CPU time" if load is not None else "") + ")")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line's flags."""
+    parser = argparse.ArgumentParser(prog="python -m microgpt.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("suite", nargs="?", default="all", choices=[*SUITES, "all"],
+                        help="which ladder to time (default: all, one after the other)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
+    parser.add_argument("--steps", type=int,
+                        help="timed steps per round of each rung (default: 200 for names, whose scalar rungs run "
+                             "1/20 and 1/10 of that; 8 for shakespeare); a value given applies to every suite")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up (default %(default)s)")
+    parser.add_argument("--threads", type=int,
+                        help=f"torch CPU threads (default: 1 for names, whose matrices are tiny; all {ALL_THREADS} "
+                             "for shakespeare); a value given applies to every suite")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rungs")
+    parser.add_argument("--json", metavar="FILE", help="also write the machine and results as JSON")
+    parser.add_argument("--small", action="store_true",
+                        help="shakespeare: a 2-layer, 64-wide model on 8 blocks of 64 characters instead of the "
+                             "default shape; a quick check that every rung runs (the tests use it), not a measurement")
+    return parser.parse_args(argv)
+
+
+def write_json(path: str, argv: Sequence[str] | None, total: float, reports: dict) -> None:
+    """Save the command, the date, the total time and every suite's report (machine, results, peaks)."""
+    command = shlex.join(["python", "-m", "microgpt.bench", *(sys.argv[1:] if argv is None else argv)])
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    with open(path, "w") as f:
+        json.dump({"command": command, "date": date, "total_s": total, "suites": reports}, f, indent=2)
+        f.write("\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the flags, build the suite's rungs, time them, print (and optionally save) the results."""
-    parser = argparse.ArgumentParser(prog="python -m microgpt.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("suite", choices=sorted(SUITES), help="which ladder to time")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
-    parser.add_argument("--steps", type=int, default=200,
-                        help="timed steps per round of each torch rung; the scalar rungs run 1/20 and 1/10 "
-                             "of that (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads; 1 suits these tiny matrices (default %(default)s)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rung")
-    parser.add_argument("--json", metavar="FILE", help="also write the machine and results as JSON")
-    args = parser.parse_args(argv)
+    """Parse the flags, then build, time and print each suite (and optionally save the results)."""
+    args = parse_args(argv)
+    began, reports = time.perf_counter(), {}
     try:
-        if args.steps < 1 or args.rounds < 1 or args.threads < 1:
+        if any(v is not None and v < 1 for v in (args.steps, args.rounds, args.threads)):
             raise ValueError("--steps, --rounds and --threads must be >= 1")
+        if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+            raise ValueError(f"--json {args.json}: its folder does not exist")
         device = pick_device(args.device)
-        torch.set_num_threads(args.threads)
-        t0 = time.perf_counter()
-        rungs = SUITES[args.suite](device, args.steps, not args.no_compile)
-        results = run(rungs, device, args.rounds)
-    except (DataError, DeviceError, ValueError) as err:
+        for name in SUITES if args.suite == "all" else [args.suite]:
+            reports[name] = report = run_suite(name, device, args.steps, args.rounds, not args.no_compile,
+                                               args.threads, args.small)
+            print_table(report["results"], report["machine"], report["baseline"])
+            print_notes(report)
+            print()
+        total = time.perf_counter() - began
+        print(f"{total:.0f} s in all")
+        if args.json:
+            write_json(args.json, argv, total, reports)
+    except (DataError, DeviceError, ValueError, OSError) as err:
         print(f"microgpt.bench: error: {err}", file=sys.stderr)
         return 1
-    info = machine(device)
-    print_table(results, info)
-    print(f"({args.rounds} timed rounds after a warm-up round, {time.perf_counter() - t0:.0f} s in all)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"suite": args.suite, "machine": info, "results": results}, f, indent=2)
     return 0
 
 

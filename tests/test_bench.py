@@ -1,36 +1,123 @@
-"""The benchmark runs every rung of the names ladder and reports them (speed itself is never tested)."""
+"""The benchmark runs every rung of both ladders and reports them (speed itself is never tested)."""
 
 import json
 import subprocess
 import sys
 
+import pytest
+import torch
 
-def bench(*args: str) -> subprocess.CompletedProcess:
+from microgpt import bench, cli, train
+from microgpt.config import GPTConfig
+from microgpt.model import GPT
+
+NAMES = ["scalar (atomic Values)", "scalar, fused dot products", "torch eager, batch 1", "torch eager, batch 32"]
+SHAKESPEARE = ["fp32 eager (explicit mask)", "+ fused AdamW", "+ SDPA attention"]
+BF16 = train.resolve_dtype("auto", torch.device("cpu")) == "bfloat16"
+
+
+def bench_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "microgpt.bench", *args], capture_output=True, text=True)
 
 
-def test_names_ladder_runs_and_writes_json(tmp_path, data_dir):
-    out = tmp_path / "bench.json"
-    result = bench("names", "--steps", "2", "--rounds", "1", "--no-compile", "--device", "cpu", "--json", str(out))
+@pytest.fixture(scope="module")
+def both(tmp_path_factory, data_dir):
+    """``all`` in its quickest form: one timed step per rung, the small Shakespeare shape, no compilation."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = bench_cli("--small", "--steps", "1", "--rounds", "1", "--no-compile", "--device", "cpu",
+                       "--json", str(out))
     assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
-    rungs = [r["rung"] for r in report["results"]]
-    assert rungs == ["scalar (atomic Values)", "scalar, fused dot products", "torch eager, batch 1",
-                     "torch eager, batch 32"]
-    assert report["machine"]["device"] == "cpu" and report["machine"]["torch_threads"] == 1
+    return result.stdout, json.loads(out.read_text())
+
+
+def check_results(report: dict, names: list[str], stdout: str) -> None:
+    assert [r["rung"] for r in report["results"]] == names
     first = report["results"][0]
-    assert first["x_scalar"] == 1.0 and first["x_rung_below"] is None
+    assert first["x_first_rung"] == 1.0 and first["x_rung_below"] is None
     for r in report["results"]:
-        assert r["ms_per_step"] > 0 and r["tokens_per_s"] > 0 and r["timed_steps"] >= 1
-        assert r["rung"] in result.stdout
-    assert result.stdout.startswith("machine: ")
+        assert r["ms_per_step"] > 0 and r["tokens_per_s"] > 0 and r["timed_steps"] == report["rounds"]
+        assert r["rung"] in stdout
 
 
-def test_bad_arguments_are_one_line_errors():
-    result = bench("names", "--device", "tpu", "--no-compile")
+def test_all_is_the_default_and_runs_both_ladders(both):
+    stdout, report = both
+    assert list(report["suites"]) == ["names", "shakespeare"]
+    assert report["command"].startswith("python -m microgpt.bench --small --steps 1 --rounds 1 --no-compile "
+                                        "--device cpu --json ")
+    assert report["total_s"] > 0 and report["date"].endswith(" UTC")
+    assert stdout.startswith("machine: ") and stdout.count("machine: ") == 2
+    assert stdout.rstrip().endswith(" s in all")
+
+
+def test_names_ladder(both):
+    stdout, report = both
+    names = report["suites"]["names"]
+    check_results(names, NAMES, stdout)
+    assert names["machine"]["device"] == "cpu" and names["machine"]["torch_threads"] == 1
+    assert names["baseline"] == "scalar" and "matmul_peak_gflops_per_s" not in names
+    assert not any(r["default"] for r in names["results"])
+
+
+def test_shakespeare_ladder_reports_gflops_against_the_peaks(both):
+    stdout, report = both
+    text = report["suites"]["shakespeare"]
+    check_results(text, SHAKESPEARE + ["+ bf16 autocast"] * BF16, stdout)
+    assert text["machine"]["torch_threads"] == bench.ALL_THREADS
+    peaks = text["matmul_peak_gflops_per_s"]
+    assert peaks["size"] == 2048 and peaks["float32"] > 0 and ("bfloat16" in peaks) == BF16
+    for r in text["results"]:
+        assert r["gflops_per_s"] > 0 and r["pct_of_peak"] == pytest.approx(100 * r["gflops_per_s"] / peaks[r["dtype"]])
+    assert [r["rung"] for r in text["results"] if r["default"]] == [text["results"][-1]["rung"]]
+    assert "as `microgpt train shakespeare` runs on this device): " in stdout
+
+
+def test_steps_and_threads_flags_override_the_suite_defaults(tmp_path, data_dir):
+    out = tmp_path / "bench.json"
+    result = bench_cli("names", "--steps", "2", "--rounds", "2", "--threads", "2", "--no-compile", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    names = json.loads(out.read_text())["suites"]["names"]
+    assert names["machine"]["torch_threads"] == 2 and names["steps_per_round"] == 2
+    assert [r["timed_steps"] for r in names["results"]] == [2, 2, 4, 4]  # the scalar rungs run at least 1 a round
+
+
+def test_the_compiled_rung_reports_its_compile_time_apart(tmp_path, data_dir):
+    out = tmp_path / "bench.json"
+    result = bench_cli("shakespeare", "--small", "--steps", "1", "--rounds", "1", "--device", "cpu", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    compiled = json.loads(out.read_text())["suites"]["shakespeare"]["results"][-1]
+    assert compiled["rung"] == "+ torch.compile" and compiled["compile_s"] > 0 and not compiled["default"]
+    assert "+ torch.compile: the first step took" in result.stdout
+
+
+def test_step_flops_counts_matmul_weights_and_attention():
+    config = GPTConfig(66, **{k: cli.SHAKESPEARE[k] for k in ("block_size", "n_layer", "n_embd", "n_head")})
+    linear = 4 * 12 * 128 * 128 + 128 * 66
+    assert linear == 794_880
+    assert bench.step_flops(GPT(config), 32) == 32 * 256 * (6 * linear + 12 * 4 * 128 * 256)
+
+
+def test_slower_rungs_are_shown_as_slower():
+    assert [bench.ratio(x, say_slower=True) for x in (None, 0.5, 1.0, 2.345, 123.45)] == \
+        ["-", "0.50 slower", "1.00", "2.35", "123.5"]
+    assert bench.ratio(0.5) == "0.50"
+
+
+def test_help_states_each_suites_defaults():
+    result = bench_cli("--help")
+    assert result.returncode == 0
+    help_text = " ".join(result.stdout.split())
+    assert "default: all" in help_text and "200 for names" in help_text and "8 for shakespeare" in help_text
+    assert f"1 for names, whose matrices are tiny; all {bench.ALL_THREADS} for shakespeare" in help_text
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    result = bench_cli("names", "--device", "tpu", "--no-compile")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("microgpt.bench: error: unknown device 'tpu'")
-    result = bench("names", "--steps", "0")
+    result = bench_cli("names", "--steps", "0")
     assert result.returncode == 1 and "must be >= 1" in result.stderr
-    assert bench("nosuchsuite").returncode == 2
+    assert bench_cli("nosuchsuite").returncode == 2
+    result = bench_cli("names", "--json", str(tmp_path / "no" / "x.json"))  # refused before any timing
+    assert result.returncode == 1 and result.stderr.startswith("microgpt.bench: error: --json ")
+    assert "folder does not exist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
