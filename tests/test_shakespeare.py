@@ -177,7 +177,7 @@ def trained(tmp_path_factory, small):
 def test_resume_refuses_contradicting_flags(trained, small, capsys):
     line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", trained / "done", "--resume",
                       "--lr", "0.01", "--quiet")
-    assert line == ("microgpt: error: --lr 0.01 differs from the checkpoint's 0.002; "
+    assert line == ("microgpt: error: --lr 0.01 differs from the checkpoint's 0.004; "
                     "drop it to resume the run as it was")
 
 
