@@ -334,11 +334,40 @@ def linear_decay(step: int, steps: int, lr: float) -> float:
     return lr * (1 - step / steps)
 
 
-def make_names_optimizer(model: torch.nn.Module, lr: float = 0.01) -> torch.optim.Adam:
-    """Adam with the original's settings, fused into one kernel where torch has one for the device."""
-    device = next(model.parameters()).device
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.85, 0.99), eps=1e-8,
-                            fused=device.type in ("cpu", "cuda") or None)
+class FusedAdam:
+    """Adam as one call to PyTorch's fused kernel: what ``torch.optim.Adam(fused=True)`` computes, minus the
+    per-step bookkeeping around it (about 0.1 ms, a quarter of a compiled one-name step on a CPU).
+
+    It keeps ``torch.optim``'s ``param_groups`` (one group; ``lr`` may change between steps) and ``zero_grad``.
+    """
+
+    def __init__(self, params, lr: float = 0.01, betas: tuple[float, float] = (0.85, 0.99), eps: float = 1e-8):
+        self.params = list(params)
+        self.param_groups = [{"params": self.params, "lr": lr, "betas": betas, "eps": eps}]
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]  # float32, as torch.optim's
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients (always by setting them to None)."""
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam update of every parameter, in place, from its ``.grad``."""
+        group = self.param_groups[0]
+        torch._foreach_add_(self.steps, 1)  # the kernel reads the step count for its bias corrections
+        torch._fused_adam_(self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq, [],
+                           self.steps, lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1],
+                           weight_decay=0.0, eps=group["eps"], amsgrad=False, maximize=False)
+
+
+def make_names_optimizer(model: torch.nn.Module, lr: float = 0.01) -> FusedAdam | torch.optim.Adam:
+    """Adam with the original's settings: :class:`FusedAdam` where torch has the fused kernel (CPU, CUDA)."""
+    if next(model.parameters()).device.type in ("cpu", "cuda"):
+        return FusedAdam(model.parameters(), lr)
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.85, 0.99), eps=1e-8)
 
 
 def names_step(model, optimizer, loss_fn, x, y, weight, lr: float) -> torch.Tensor:

@@ -195,3 +195,24 @@ def test_chapter_7_training_loop_is_train_names(shuffled):
         package = train.train_names(GPT.from_scalar_weights(config, weights, dtype=torch.float64), data, 20,
                                     batch_size).losses
         assert mine == pytest.approx(package, rel=1e-10, abs=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_adam_is_torch_adam_bit_for_bit(dtype):
+    torch.manual_seed(0)
+    a = torch.nn.Linear(5, 3).to(dtype)
+    b = torch.nn.Linear(5, 3).to(dtype)
+    b.load_state_dict(a.state_dict())
+    ours = train.FusedAdam(a.parameters(), lr=0.01)
+    theirs = torch.optim.Adam(b.parameters(), lr=0.01, betas=(0.85, 0.99), eps=1e-8, fused=True)
+    for step in range(5):
+        x = torch.randn(4, 5, dtype=dtype)
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.param_groups[0]["lr"] = 0.01 * (1 - step / 5)
+            opt.zero_grad(set_to_none=True)
+            model(x).pow(2).sum().backward()
+            opt.step()
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(p.grad is not None for p in a.parameters())
+    ours.zero_grad()
+    assert all(p.grad is None for p in a.parameters())
