@@ -149,3 +149,18 @@ def test_the_api_reference_documents_every_module():
     api = (BOOK / "api.md").read_text()
     documented = re.findall(r"^\.\. automodule:: microgpt\.(\w+)$", api, flags=re.M)
     assert sorted(documented) == modules, f"book/api.md documents {documented}; the package has {modules}"
+
+
+def test_readme_figures_are_the_recorded_ones():
+    """README quotes the recorded bench and Shakespeare run; its figures must be the files' figures."""
+    readme = (REPO / "README.md").read_text()
+    bench = json.loads((BOOK / "results" / "bench_cpu.json").read_text())["suites"]
+    for suite, first in (("names", "x_first_rung"), ("shakespeare", "x_first_rung")):
+        for r in bench[suite]["results"]:
+            ms = r["ms_per_step"]
+            shown = f"{ms:.3f}" if ms < 10 else f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+            row = f"| {shown} | {r['tokens_per_s']:,.0f} |"
+            assert row in readme, f"README lacks the {suite} rung {r['rung']!r}: {row}"
+    run = json.loads((BOOK / "results" / "shakespeare_run.json").read_text())
+    assert f"took {run['wall_seconds'] / 60:.1f} minutes" in readme
+    assert f"validation loss of {run['final_val_loss']:.3f}" in readme
