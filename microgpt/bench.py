@@ -133,7 +133,7 @@ def torch_rung(name: str, docs, tok, config, weights, device: torch.device, batc
     model = GPT.from_scalar_weights(config, weights, sdpa=True).to(device)
     optimizer = train.make_names_optimizer(model)
     data = train.encode_names(docs, tok, config.block_size).to(device)
-    loss_fn = torch.compile(train.names_loss, dynamic=False) if compile else train.names_loss
+    loss_fn = train.compiled_names_loss(model) if compile else train.names_loss
     n = len(data.lengths)
 
     def step(i: int) -> int:

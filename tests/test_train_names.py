@@ -216,3 +216,20 @@ def test_fused_adam_is_torch_adam_bit_for_bit(dtype):
     assert all(p.grad is not None for p in a.parameters())
     ours.zero_grad()
     assert all(p.grad is None for p in a.parameters())
+
+
+def test_compiled_training_follows_eager_training(shuffled):
+    docs, tok, rng_state = shuffled
+    config = GPTConfig(tok.vocab_size)
+    rng = random.Random()
+    rng.setstate(rng_state)
+    weights = scalar.init_weights(config, rng)
+    data = train.encode_names(docs[:64], tok, 16)
+    runs = []
+    for compile in (False, True):
+        model = GPT.from_scalar_weights(config, weights)
+        runs.append((train.train_names(model, data, 20, batch_size=4, compile=compile).losses, model))
+    (eager, eager_model), (compiled, compiled_model) = runs
+    assert compiled == pytest.approx(eager, rel=1e-4)
+    for a, b in zip(eager_model.parameters(), compiled_model.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
