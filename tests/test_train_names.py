@@ -28,6 +28,15 @@ def shuffled(data_dir):
     return docs, CharTokenizer.from_docs(docs), rng.getstate()
 
 
+
+def seed42_weights(shuffled) -> tuple[GPTConfig, dict]:
+    """The default config and the initial weights ``microgpt train names`` draws after shuffling."""
+    _, tok, rng_state = shuffled
+    rng = random.Random()
+    rng.setstate(rng_state)
+    config = GPTConfig(tok.vocab_size)
+    return config, scalar.init_weights(config, rng)
+
 TOK = CharTokenizer("abcdefghijklmnopqrstuvwxyz")
 DOCS = ["ab", "x", "abcdefghijklmnopqrstu", "emma", "zo"]
 
@@ -93,11 +102,8 @@ def test_linear_decay_is_the_originals():
 
 
 def test_float64_batch_1_training_retraces_the_scalar_engine(shuffled):
-    docs, tok, rng_state = shuffled
-    config = GPTConfig(tok.vocab_size)
-    rng = random.Random()
-    rng.setstate(rng_state)
-    weights = scalar.init_weights(config, rng)
+    docs, tok, _ = shuffled
+    config, weights = seed42_weights(shuffled)
     steps = 6
     s_model = scalar.ScalarGPT(config, weights, fused=True)
     s_losses = scalar.train(s_model, [tok.wrap(d) for d in docs[:steps]], steps)
@@ -183,11 +189,8 @@ def test_chapter_7_training_loop_is_train_names(shuffled):
 
     book = Path(__file__).resolve().parent.parent / "book" / "07_batching_and_the_causal_mask.ipynb"
     train_loop = notebook_function(book, "train_loop", {"torch": torch, "F": F, "train": train})
-    docs, tok, rng_state = shuffled
-    config = GPTConfig(tok.vocab_size)
-    rng = random.Random()
-    rng.setstate(rng_state)
-    weights = scalar.init_weights(config, rng)
+    docs, tok, _ = shuffled
+    config, weights = seed42_weights(shuffled)
     data = train.encode_names(docs[:500], tok, 16)
     for batch_size in (1, 8):
         mine = train_loop(GPT.from_scalar_weights(config, weights, dtype=torch.float64),
@@ -219,11 +222,8 @@ def test_fused_adam_is_torch_adam_bit_for_bit(dtype):
 
 
 def test_compiled_training_follows_eager_training(shuffled):
-    docs, tok, rng_state = shuffled
-    config = GPTConfig(tok.vocab_size)
-    rng = random.Random()
-    rng.setstate(rng_state)
-    weights = scalar.init_weights(config, rng)
+    docs, tok, _ = shuffled
+    config, weights = seed42_weights(shuffled)
     data = train.encode_names(docs[:64], tok, 16)
     runs = []
     for compile in (False, True):
