@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from microgpt import distributed
 from microgpt.checkpoint import CheckpointError, save_checkpoint, set_rng_state
 from microgpt.config import GPTConfig
+from microgpt.precision import autocast, resolve_dtype  # noqa: F401 (re-exported for callers)
 from microgpt.tokenizer import CharTokenizer
 
 
@@ -100,24 +100,6 @@ def warmup_cosine(step: int, steps: int, lr: float, warmup: int, final_ratio: fl
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return lr * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def resolve_dtype(name: str, device: torch.device) -> str:
-    """``auto`` becomes bfloat16 where the hardware computes it natively, float32 elsewhere."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return "bfloat16"
-    return "float32"
-
-
-def autocast(device: torch.device, dtype: str):
-    """bf16 autocast (weights stay float32) or nothing."""
-    if dtype == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
