@@ -213,7 +213,7 @@ def cmd_train_shakespeare(args: argparse.Namespace) -> None:
 
 def train_shakespeare(args: argparse.Namespace) -> None:
     """Load the text, settle the settings (fresh or from the checkpoint), train, and report."""
-    from microgpt import distributed, train
+    from microgpt import distributed, precision, train
     from microgpt.checkpoint import load_checkpoint
     from microgpt.device import pick_device
     from microgpt.model import GPT
@@ -232,6 +232,9 @@ def train_shakespeare(args: argparse.Namespace) -> None:
         raise CLIError(f"{args.out} already holds a checkpoint; add --resume to continue it, or choose another --out")
     else:
         config, run = fresh_settings(args, splits, device, data_sha256)
+    if note := precision.warning(run.dtype, device):
+        print(f"microgpt: warning: {note}", file=sys.stderr)
+    precision.set_matmul_precision(device, run.dtype)
     if run.batch_size % world:
         raise CLIError(f"--batch-size {run.batch_size} does not split evenly across {world} processes; "
                        f"use a multiple of {world}")
@@ -273,8 +276,9 @@ def add_shakespeare_parser(datasets) -> None:
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {SHAKESPEARE['lr']})")
     p.add_argument("--warmup", type=non_negative_int, help=f"warmup steps (default {SHAKESPEARE['warmup']})")
     p.add_argument("--seed", type=int, help=f"random seed (default {SHAKESPEARE['seed']})")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"],
-                   help="compute precision; auto: bfloat16 where the hardware does it natively (default auto)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="compute precision; auto: bfloat16 where the hardware does it natively, float16 on "
+                        "older CUDA GPUs, else float32 (default auto; microgpt doctor says why)")
     p.add_argument("--eval-interval", type=non_negative_int, default=200, metavar="N",
                    help="validation loss every N steps and at the end, 0 for none (default %(default)s)")
     p.add_argument("--ckpt-interval", type=non_negative_int, default=200, metavar="N",

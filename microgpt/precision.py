@@ -1,25 +1,110 @@
-"""Precision: which dtype a device trains in, and the autocast context that applies it."""
+"""Precision: which dtype each device trains in, chosen by what its hardware computes natively.
+
+``--dtype auto`` picks bfloat16 on CUDA GPUs of compute capability 8.0 or more (A100, L4, H100, RTX 30xx+),
+float16 with gradient scaling on older ones with tensor cores (T4, V100), bfloat16 on CPUs with bf16
+instructions (``avx512_bf16`` or ``amx_bf16``), and float32 everywhere else, Apple's MPS included.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+FP16_CPU_FLAGS = ("avx512_fp16", "amx_fp16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+class PrecisionError(ValueError):
+    """A dtype the device cannot compute at all (or that microgpt does not run there)."""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags: torch's own report where it has one, else the OS's, else none."""
+    report = getattr(torch.cpu, "get_capabilities", None)
+    if report is not None:
+        return {name for name, value in report().items() if value is True}
+    try:
+        lines = CPUINFO.read_text().splitlines()
+    except OSError:
+        return set()
+    return {flag for line in lines if line.startswith(("flags", "Features")) for flag in line.split(":", 1)[1].split()}
+
+
+def capability(device: torch.device) -> tuple[int, int]:
+    """A CUDA device's compute capability, such as (7, 5) for a T4 or (8, 0) for an A100."""
+    return torch.cuda.get_device_capability(device)
+
+
+def auto_dtype(device: torch.device) -> tuple[str, str]:
+    """What ``--dtype auto`` picks on ``device``, and why."""
+    if device.type == "cuda":
+        major, minor = capability(device)
+        if major >= 8:
+            return "bfloat16", f"compute capability {major}.{minor} >= 8.0 computes bfloat16 natively"
+        if major >= 7:
+            return "float16", (f"compute capability {major}.{minor} < 8.0 only emulates bfloat16; "
+                               "float16 tensor cores, with gradient scaling")
+        return "float32", f"compute capability {major}.{minor} has no tensor cores"
+    if device.type == "cpu":
+        found = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
+        if found:
+            return "bfloat16", f"the CPU has {' and '.join(found)}"
+        return "float32", "the CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)"
+    return "float32", f"microgpt trains in float32 on {device.type}"
+
+
+def emulated(dtype: str, device: torch.device) -> str | None:
+    """Why ``dtype`` runs on ``device`` only emulated (slowly), or None where the hardware computes it."""
+    if device.type == "cuda" and dtype in ("bfloat16", "float16"):
+        major, minor = capability(device)
+        if major < (8 if dtype == "bfloat16" else 7):
+            return f"compute capability {major}.{minor} has no native {dtype}"
+    if device.type == "cpu" and dtype in ("bfloat16", "float16"):
+        if not cpu_flags() & set(BF16_CPU_FLAGS if dtype == "bfloat16" else FP16_CPU_FLAGS):
+            return f"the CPU has no {dtype} instructions"
+    return None
+
 
 def resolve_dtype(name: str, device: torch.device) -> str:
-    """``auto`` becomes bfloat16 where the hardware computes it natively, float32 elsewhere."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return "bfloat16"
-    return "float32"
+    """``auto`` becomes :func:`auto_dtype`'s pick; a dtype the device cannot run is a :class:`PrecisionError`."""
+    if name == "auto":
+        return auto_dtype(device)[0]
+    if device.type == "mps" and name != "float32":
+        why = "MPS has no float64" if name == "float64" else "microgpt trains in float32 on MPS"
+        raise PrecisionError(f"--dtype {name}: {why}; use --dtype float32")
+    return name
+
+
+def warning(name: str, device: torch.device) -> str | None:
+    """A one-line warning when ``name`` (already resolved) runs on ``device`` only emulated, else None."""
+    why = emulated(name, device)
+    if why is None:
+        return None
+    pick, reason = auto_dtype(device)
+    return f"--dtype {name} runs emulated on {device} ({why}), slower; --dtype auto would pick {pick}: {reason}"
 
 
 def autocast(device: torch.device, dtype: str):
-    """bf16 autocast (weights stay float32) or nothing."""
-    if dtype == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+    """Mixed-precision autocast in bfloat16 or float16 (weights stay float32), or nothing for float32."""
+    if dtype in ("bfloat16", "float16"):
+        return torch.autocast(device.type, dtype=getattr(torch, dtype))
     return contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, dtype: str) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled for float16 only (whose small gradients would underflow unscaled)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == "float16")
+
+
+def use_tf32(device: torch.device, dtype: str) -> bool:
+    """Whether float32 matmuls should run as TF32: float32 chosen on an Ampere or newer GPU."""
+    return dtype == "float32" and device.type == "cuda" and capability(device)[0] >= 8
+
+
+def set_matmul_precision(device: torch.device, dtype: str) -> None:
+    """TF32 matmuls where :func:`use_tf32` says so, full float32 otherwise."""
+    torch.set_float32_matmul_precision("high" if use_tf32(device, dtype) else "highest")

@@ -1,0 +1,208 @@
+"""Precision: what --dtype auto picks on each device class, emulation warnings, float16 with a GradScaler."""
+
+import json
+
+import pytest
+import torch
+
+from microgpt import cli, precision, train
+from microgpt.checkpoint import load_checkpoint
+from microgpt.config import GPTConfig
+from microgpt.model import GPT
+
+CUDA, CPU, MPS = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """A CUDA device of the given compute capability, as torch reports it."""
+    def make(major: int, minor: int) -> None:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (major, minor))
+    return make
+
+
+@pytest.fixture
+def cpu_with(monkeypatch):
+    """A CPU whose instruction-set flags are exactly the given ones, as torch reports them."""
+    def make(*flags: str) -> None:
+        report = {flag: True for flag in flags} | {"num_physical_cores": 2, "cpu_name": "Test CPU"}
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: report, raising=False)
+    return make
+
+
+@pytest.mark.parametrize("capability, dtype", [((9, 0), "bfloat16"), ((8, 0), "bfloat16"), ((8, 9), "bfloat16"),
+                                               ((7, 5), "float16"), ((7, 0), "float16"), ((6, 1), "float32")])
+def test_auto_on_cuda_follows_compute_capability(gpu, capability, dtype):
+    gpu(*capability)
+    assert precision.resolve_dtype("auto", CUDA) == dtype
+    assert f"{capability[0]}.{capability[1]}" in precision.auto_dtype(CUDA)[1]
+
+
+def test_auto_on_a_cpu_with_native_bfloat16(cpu_with):
+    cpu_with("avx2", "avx512_f", "avx512_bf16")
+    assert precision.auto_dtype(CPU) == ("bfloat16", "the CPU has avx512_bf16")
+    cpu_with("amx_bf16")
+    assert precision.resolve_dtype("auto", CPU) == "bfloat16"
+
+
+def test_auto_on_a_cpu_without_native_bfloat16(cpu_with):
+    cpu_with("avx2", "avx512_f", "avx512_bw")  # AVX-512 alone: oneDNN would run bf16, but emulated
+    assert precision.resolve_dtype("auto", CPU) == "float32"
+    assert "no bfloat16 instructions" in precision.auto_dtype(CPU)[1]
+
+
+def test_cpu_flags_fall_back_to_the_os_then_to_none(monkeypatch, tmp_path):
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f amx_bf16\n")
+    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)
+    assert {"avx2", "amx_bf16"} <= precision.cpu_flags()
+    assert precision.resolve_dtype("auto", CPU) == "bfloat16"
+    monkeypatch.setattr(precision, "CPUINFO", tmp_path / "missing")
+    assert precision.cpu_flags() == set()
+    assert precision.resolve_dtype("auto", CPU) == "float32"
+
+
+def test_mps_is_float32_only():
+    assert precision.resolve_dtype("auto", MPS) == "float32"
+    assert precision.resolve_dtype("float32", MPS) == "float32"
+    with pytest.raises(precision.PrecisionError, match="^--dtype float64: MPS has no float64; use --dtype float32$"):
+        precision.resolve_dtype("float64", MPS)
+    for dtype in ("bfloat16", "float16"):
+        with pytest.raises(precision.PrecisionError, match="microgpt trains in float32 on MPS"):
+            precision.resolve_dtype(dtype, MPS)
+
+
+def test_an_explicit_dtype_is_kept_and_emulation_is_one_warning_line(gpu, cpu_with):
+    gpu(7, 5)
+    assert precision.resolve_dtype("bfloat16", CUDA) == "bfloat16"
+    note = precision.warning("bfloat16", CUDA)
+    assert "emulated" in note and "--dtype auto would pick float16" in note and "\n" not in note
+    assert precision.warning("float16", CUDA) is None
+    gpu(8, 0)
+    assert precision.warning("bfloat16", CUDA) is None
+    cpu_with("avx2")
+    assert "the CPU has no bfloat16 instructions" in precision.warning("bfloat16", CPU)
+    assert precision.warning("float32", CPU) is None
+
+
+def test_tf32_only_for_float32_on_ampere_or_newer(gpu):
+    gpu(8, 0)
+    assert precision.use_tf32(CUDA, "float32") and not precision.use_tf32(CUDA, "bfloat16")
+    gpu(7, 5)
+    assert not precision.use_tf32(CUDA, "float32")
+    assert not precision.use_tf32(CPU, "float32")
+    try:
+        precision.set_matmul_precision(CPU, "float32")
+        assert torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+def test_autocast_casts_matmuls_to_the_chosen_dtype():
+    a = torch.randn(4, 4)
+    for dtype, expected in [("bfloat16", torch.bfloat16), ("float16", torch.float16), ("float32", torch.float32)]:
+        with precision.autocast(CPU, dtype):
+            assert (a @ a).dtype == expected
+    assert precision.grad_scaler(CPU, "float16").is_enabled()
+    assert not precision.grad_scaler(CPU, "bfloat16").is_enabled()
+
+
+# --- float16 for real on the CPU: the loss is scaled, the gradients unscaled before clipping ----------
+
+
+@pytest.fixture(scope="module")
+def splits(data_dir):
+    return train.split_text((data_dir / "tinyshakespeare.txt").read_text()[:20_000])
+
+
+def test_float16_step_unscales_before_clipping(splits, monkeypatch):
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    x, y = train.get_batch(splits.train, 0, 1337, 16, 4)
+    torch.manual_seed(0)
+    model = GPT(config, sdpa=True)
+    train.lm_loss(model, x, y).backward()
+    true_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+    model.zero_grad(set_to_none=True)
+    seen, clip = [], torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, max_norm: seen.append(clip(params, max_norm)))
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler = precision.grad_scaler(CPU, "float16")
+    train.text_step(model, torch.optim.AdamW(model.parameters(), lr=1e-3), x, y, 1e-3, 1.0, CPU, "float16", scaler)
+    assert abs(seen[0].item() - true_norm) < 0.05 * true_norm  # the true norm, not 65,536 times it
+    assert scaler.get_scale() == 65536.0  # no overflow, so the scale stays
+    assert all(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+def test_float16_resume_is_exact_with_the_scaler_checkpointed(splits, tmp_path, monkeypatch):
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    run_config = train.RunConfig(steps=20, batch_size=4, dtype="float16")
+    train.train_text(splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    real_save = train.save_checkpoint
+
+    def save_then_die(path, *args):
+        real_save(path, *args)
+        raise Stop
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    with pytest.raises(Stop):
+        train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, ckpt_interval=10,
+                         progress=False)
+    monkeypatch.undo()
+    ckpt = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
+    assert ckpt["step"] == 10 and ckpt["scaler"]["_growth_tracker"] == 10
+    train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, resume=ckpt, progress=False)
+    records = [[{k: v for k, v in json.loads(line).items() if k != "ms"}
+                for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("whole", "cut")]
+    assert records[0] == records[1]
+    whole, cut = (load_checkpoint(tmp_path / run / "ckpt.pt") for run in ("whole", "cut"))
+    assert cut["scaler"] == whole["scaler"] and whole["scaler"]["_growth_tracker"] == 20
+
+
+def test_bfloat16_checkpoints_hold_no_scaler(splits, tmp_path):
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    train.train_text(splits, config, train.RunConfig(steps=2, batch_size=4, dtype="bfloat16"), tmp_path,
+                     progress=False)
+    assert load_checkpoint(tmp_path / "ckpt.pt")["scaler"] is None
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+TINY = ["--batch-size", "4", "--block-size", "16", "--n-embd", "16", "--n-head", "2", "--n-layer", "1",
+        "--device", "cpu", "--quiet", "--steps", "2", "--eval-interval", "0"]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, data_dir):
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text((data_dir / "tinyshakespeare.txt").read_text()[:20_000])
+    return path
+
+
+def test_cli_float16_trains_and_says_so(small, tmp_path, capsys, cpu_with):
+    cpu_with("avx512_fp16")
+    assert cli.main(["train", "shakespeare", "--out", str(tmp_path), "--data", str(small), "--dtype", "float16",
+                     *TINY]) == 0
+    out = capsys.readouterr()
+    assert "dtype float16" in out.out and out.err == ""
+    assert load_checkpoint(tmp_path / "ckpt.pt")["scaler"]["scale"] == 65536.0
+
+
+def test_cli_emulated_dtype_runs_with_one_warning_line(small, tmp_path, capsys, cpu_with):
+    cpu_with("avx2", "avx512_f")
+    assert cli.main(["train", "shakespeare", "--out", str(tmp_path), "--data", str(small), "--dtype", "bfloat16",
+                     *TINY]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("microgpt: warning: --dtype bfloat16 runs emulated on cpu")
+    assert "--dtype auto would pick float32" in err[0]
+
+
+def test_cli_auto_on_a_cpu_without_bf16_trains_in_float32(small, tmp_path, capsys, cpu_with):
+    cpu_with("avx2")
+    assert cli.main(["train", "shakespeare", "--out", str(tmp_path), "--data", str(small), *TINY]) == 0
+    assert "dtype float32" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "ckpt.pt")["run"]["dtype"] == "float32"
