@@ -52,26 +52,27 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def download(dataset: Dataset, dest: Path, timeout: float = 30.0) -> None:
-    """Fetch ``dataset.url`` to ``dest`` atomically, keeping it only if its SHA-256 matches."""
+DATA_FIX = "put the file in a folder and set MICROGPT_DATA to it"
+
+
+def download(url: str, dest: Path, sha256: str | None = None, fix: str = DATA_FIX, timeout: float = 30.0) -> None:
+    """Fetch ``url`` to ``dest`` atomically, keeping it only if its SHA-256 matches ``sha256`` (when given)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f"downloading {dataset.filename} from {dataset.url}", file=sys.stderr)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dataset.filename}.", dir=dest.parent)
+    print(f"downloading {dest.name} from {url}", file=sys.stderr)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(dataset.url, timeout=timeout) as response:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             out.write(response.read())
         got = sha256_of(Path(tmp))
-        if got != dataset.sha256:
+        if sha256 is not None and got != sha256:
             raise DataError(
-                f"{dataset.filename} downloaded from {dataset.url} has SHA-256 {got}, expected "
-                f"{dataset.sha256}; nothing was cached. Retry later, or put a good copy in a folder "
-                "and set MICROGPT_DATA to it."
+                f"{dest.name} downloaded from {url} has SHA-256 {got}, expected {sha256}; nothing was cached. "
+                f"Retry later, or {fix}."
             )
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError) as err:
         raise DataError(
-            f"could not download {dataset.filename} from {dataset.url} ({err}). Check your network "
-            "and retry, or put the file in a folder and set MICROGPT_DATA to it."
+            f"could not download {dest.name} from {url} ({err}). Check your network and retry, or {fix}."
         ) from None
     finally:
         if os.path.exists(tmp):
@@ -97,7 +98,7 @@ def fetch(name: str) -> Path:
     if cached.is_file() and sha256_of(cached) == dataset.sha256:
         return cached
     try:
-        download(dataset, cached)
+        download(dataset.url, cached, dataset.sha256)
     except DataError as err:
         looked = [f"{offline} (MICROGPT_DATA)"] if offline else []
         raise DataError(f"{err} Looked for it in: {', '.join([*looked, str(cache_dir())])}.") from None
