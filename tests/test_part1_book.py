@@ -52,8 +52,8 @@ def test_chapter_2_value_equals_the_packages():
 
 def chapter_3(config: GPTConfig, weights: dict) -> dict:
     state = {name: [[autograd.Value(x) for x in row] for row in mat] for name, mat in weights.items()}
-    return exec_cells("03_the_model.ipynb", ["def linear(", "def rmsnorm(", "def softmax(", "def gpt("],
-                      {"config": config, "state": state})
+    markers = ["def linear(", "def rmsnorm(", "def softmax(", "def attention(", "def gpt("]
+    return exec_cells("03_the_model.ipynb", markers, {"config": config, "state": state})
 
 
 def run_piece(piece) -> tuple:
