@@ -8,6 +8,7 @@ A chapter opened alone (on Colab, or copied out of the repository) has no ``resu
 from __future__ import annotations
 
 import os
+import urllib.error
 from pathlib import Path, PurePosixPath
 
 from microgpt.data import DataError, cache_dir, download
@@ -26,14 +27,20 @@ def results_url() -> str:
     return os.environ.get("MICROGPT_RESULTS_URL") or f"{raw}/{BRANCH}/book/results"
 
 
-def results_file(name: str) -> Path:
-    """Path to the recorded result ``name`` (such as ``"bench_cpu.json"``): ./results/, else the cache, else fetched."""
+def results_file(name: str, missing_ok: bool = False) -> Path | None:
+    """Path to the recorded result ``name`` (such as ``"bench_cpu.json"``): ./results/, else the cache, else fetched.
+
+    With ``missing_ok`` a result that was never recorded gives None: absent from a ./results folder beside
+    the notebook, or, with no such folder, absent from the server (HTTP 404).
+    """
     parts = PurePosixPath(name).parts
     if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
         raise ResultsError(f"{name!r} is not the name of a recorded result (such as 'bench_cpu.json')")
     local = Path("results", *parts)
     if local.is_file():
         return local.resolve()
+    if missing_ok and Path("results").is_dir():
+        return None
     cached = cache_dir() / "results" / Path(*parts)
     if cached.is_file():
         return cached
@@ -41,5 +48,8 @@ def results_file(name: str) -> Path:
     try:
         download(url, cached, fix="run the notebook from the repository's book/ folder, where results/ holds it")
     except DataError as err:
+        cause = err.__context__  # download raises "from None"; the HTTP error is still its context
+        if missing_ok and isinstance(cause, urllib.error.HTTPError) and cause.code == 404:
+            return None
         raise ResultsError(f"recorded result {name} is not in ./results or {cached.parent}: {err}") from None
     return cached

@@ -105,3 +105,18 @@ def test_every_recorded_result_is_found_in_the_repository(monkeypatch):
     for path in sorted((REPO / "book" / "results").rglob("*")):
         if path.is_file():
             assert results.results_file(path.relative_to(REPO / "book" / "results").as_posix()) == path
+
+
+def test_an_unrecorded_optional_result_is_none(alone, server, monkeypatch):
+    monkeypatch.setenv("MICROGPT_RESULTS_URL", server)
+    assert results.results_file("bench_cuda.json", missing_ok=True) is None  # 404 from the server
+    assert results.results_file("bench.json", missing_ok=True).read_bytes() == BENCH
+    monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
+    with pytest.raises(results.ResultsError, match="could not download"):  # offline is not "not recorded"
+        results.results_file("other.json", missing_ok=True)
+
+
+def test_a_results_folder_beside_the_notebook_decides_what_was_recorded(alone, monkeypatch):
+    monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
+    (alone.parent / "work" / "results").mkdir()
+    assert results.results_file("bench_cuda.json", missing_ok=True) is None  # no network asked
