@@ -6,12 +6,17 @@ driven by Playwright. The pages load MathJax from a CDN; CI has no network, so t
 copy of the same MathJax release from the npm registry (.ci/run fetches it) and every other outside
 request is refused and reported. Screenshots go to ``_build/screenshots/`` for a human to look at.
 
+The training page (book/04b_training_in_the_browser.md) is driven like a reader drives it: it trains
+microgpt under Pyodide, from the copy the build put in the site, and must print what CPython prints.
+
 Set ``CHROMIUM`` to use another Chromium or Chrome, ``MICROGPT_MATHJAX`` to point at MathJax's ``es5``
-folder. Outside CI (``CI`` unset) the test skips when Chromium, Playwright or MathJax is missing.
+folder. Outside CI (``CI`` unset) the test skips when Chromium, Playwright, MathJax or Pyodide is missing.
 """
 
+import contextlib
 import functools
 import http.server
+import io
 import os
 import re
 import subprocess
@@ -25,7 +30,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from microgpt import cli
+
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "book" / "_ext"))
+import browser_site  # noqa: E402  (the book's Sphinx extension: the pinned Pyodide and what it copies)
+
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
 TOC = yaml.safe_load((REPO / "_toc.yml").read_text())
 SCREENSHOTS = REPO / "_build" / "screenshots"
@@ -37,6 +47,7 @@ CHROMIUM_FLAGS = [
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
 ]  # Playwright adds a fresh --user-data-dir of its own for every launch
 CHAPTER = "book/01_data_and_tokenizer.html"
+TRAINING = "book/04b_training_in_the_browser.html"
 # Console errors every reader's browser logs on Jupyter Book 1.0.4's pages, harmless and not ours to fix:
 # sphinx-thebe's settings script is included twice (thebe itself is off), and pydata-sphinx-theme finds
 # no stored light/dark choice on a first visit and falls back to "auto". Any other error fails the test.
@@ -89,6 +100,8 @@ def browser():
         missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)")
     if not (MATHJAX / "tex-mml-chtml.js").is_file():
         missing(f"no MathJax 3 at {MATHJAX} (npm pack mathjax@3.2.2 into _build/mathjax and untar it)")
+    if not (REPO / browser_site.PYODIDE_DIR / "package.json").is_file():
+        missing(f"no Pyodide at {browser_site.PYODIDE_DIR}, so the book cannot build: {browser_site.FETCH}")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -103,7 +116,7 @@ class Visit:
     """One page opened in a fresh browser context; what it asked of the outside world and what it logged."""
 
     def __init__(self, browser, server: str, path: str):
-        self.server, self.outside, self.errors = server, [], []
+        self.server, self.outside, self.errors, self.local = server, [], [], []
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.context.route("**/*", self.route)
         self.page = self.context.new_page()
@@ -120,6 +133,7 @@ class Visit:
         """Local pages pass; the MathJax CDN is answered from the local copy; anything else is refused."""
         url = route.request.url
         if url.startswith(self.server):
+            self.local.append(url[len(self.server):])
             route.continue_()
         elif url.startswith(MATHJAX_CDN):
             route.fulfill(path=str(MATHJAX / urllib.parse.urlsplit(url[len(MATHJAX_CDN):]).path))
@@ -259,3 +273,105 @@ def test_the_api_reference(visit, server):
     assert_links_resolve(internal_links(page, server))
     screenshot(page, "api")
     assert not v.outside and not v.errors, (v.outside, v.errors)
+
+
+def cpython_transcript(argv: list[str]) -> list[str]:
+    """What ``microgpt <argv>`` prints in this CPython, stdout and stderr in order, the timing line left out."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        assert cli.main(argv) == 0, out.getvalue()
+    return [line for line in out.getvalue().splitlines() if not line.startswith("trained ")]
+
+
+def train_in_page(page, steps: str, seed: str, engine: str, temperature: str) -> None:
+    """Fill the controls, press Train and wait until the run ends, one way or another."""
+    page.fill("#mgpt-steps", steps)
+    page.fill("#mgpt-seed", seed)
+    page.select_option("#mgpt-engine", engine)
+    page.fill("#mgpt-temperature", temperature)
+    page.click("#mgpt-train")
+    page.wait_for_function("!document.getElementById('mgpt-train').disabled", timeout=300_000)
+
+
+def page_transcript(page) -> tuple[list[str], list[str]]:
+    """The command the page ran and the lines it printed (timing line left out)."""
+    command, *lines = page.inner_text("#mgpt-log").splitlines()
+    return command, [line for line in lines if not line.startswith("trained ")]
+
+
+@pytest.mark.parametrize("engine", ["scalar-fused", "scalar"])
+def test_training_in_the_browser_prints_what_cpython_prints(visit, engine):
+    v = visit(TRAINING)
+    page = v.page
+    train_in_page(page, "20", "42", engine, "0.5")
+    assert page.inner_text("#mgpt-message") == "", page.inner_text("#mgpt-message")
+    assert page.inner_text("#mgpt-status") == "Done: 20 steps.", page.inner_text("#mgpt-log")
+    command, lines = page_transcript(page)
+    argv = command.removeprefix("$ microgpt ").split()
+    assert argv == ["train", "names", "--engine", engine, "--steps", "20", "--seed", "42",
+                    "--temperature", "0.5", "--log-every", "1"]
+    expected = cpython_transcript(argv)
+    assert lines == expected, "the page's run differs from CPython's:\n" + "\n".join(lines)
+    assert sum(line.startswith("step ") for line in lines) == 20
+    samples = page.eval_on_selector_all("#mgpt-samples li", "lis => lis.map(li => li.textContent)")
+    assert samples == [line.split(": ", 1)[1] for line in expected if line.startswith("sample ")]
+    assert len(samples) == 20 and all(samples), samples
+    assert page.inner_text("#mgpt-ms").endswith("ms (median of the last 20)")
+    for name in ("pyodide/pyodide.asm.wasm", "microgpt/scalar.py", "names.txt"):
+        assert f"browser/{name}" in v.local, f"the worker did not load browser/{name} from the book: {v.local}"
+    page.locator("#mgpt-curve").scroll_into_view_if_needed()
+    screenshot(page, f"training_{engine}")
+    assert not v.outside, f"the training page asked for outside resources: {v.outside}"
+    assert not v.errors, f"console errors: {v.errors}"
+
+
+def test_the_training_page_refuses_bad_input_and_stops(visit):
+    v = visit(TRAINING)
+    page = v.page
+    refused = {("0", "42", "0.5"): "Steps must be a whole number from 1 to 100,000",
+               ("100001", "42", "0.5"): "Steps must be a whole number from 1 to 100,000",
+               ("ten", "42", "0.5"): "Steps must be a whole number from 1 to 100,000",
+               ("20", "forty", "0.5"): "The seed must be a whole number",
+               ("20", "4.2", "0.5"): "The seed must be a whole number",
+               ("20", "42", "0"): "The temperature must be a number above 0",
+               ("20", "42", "-1"): "The temperature must be a number above 0",
+               ("20", "42", "hot"): "The temperature must be a number above 0"}
+    for (steps, seed, temperature), message in refused.items():
+        train_in_page(page, steps, seed, "scalar-fused", temperature)
+        assert page.inner_text("#mgpt-message").startswith(message), (steps, seed, temperature)
+    assert not any("pyodide" in url for url in v.local), "bad input started Python"
+    page.locator("#mgpt-form").scroll_into_view_if_needed()
+    screenshot(page, "training_refused")
+    page.fill("#mgpt-steps", "1000")
+    page.fill("#mgpt-temperature", "0.5")
+    page.fill("#mgpt-seed", "42")
+    page.click("#mgpt-train")
+    assert page.inner_text("#mgpt-message") == ""
+    page.wait_for_function("document.getElementById('mgpt-log').textContent.includes('step    3 / 1000')",
+                           timeout=300_000)
+    page.click("#mgpt-stop")
+    status = page.inner_text("#mgpt-status")
+    assert re.fullmatch(r"Stopped after \d+ of 1,000 steps\.", status), status
+    page.wait_for_timeout(1000)
+    assert page.inner_text("#mgpt-status") == status, "training went on after Stop"
+    assert page.is_enabled("#mgpt-train") and not page.is_enabled("#mgpt-stop")
+    assert not v.outside and not v.errors, (v.outside, v.errors)
+
+
+def test_a_failed_python_load_says_so_in_one_line(visit):
+    v = visit(TRAINING)
+    page = v.page
+    page.route("**/pyodide.asm.wasm", lambda route: route.abort())
+    train_in_page(page, "20", "42", "scalar-fused", "0.5")
+    message = page.inner_text("#mgpt-message")
+    assert message.startswith("Python could not be loaded in this browser (Pyodide failed to start: "), message
+    assert message.endswith("reload the page to try again.") and "\n" not in message, message
+    assert "pyodide.asm.wasm" in message, message
+    page.locator("#mgpt-form").scroll_into_view_if_needed()
+    screenshot(page, "training_load_failed")
+    assert not v.outside, v.outside
+
+
+def test_everything_that_builds_the_book_fetches_the_pinned_pyodide():
+    for path in (REPO / ".ci" / "run", REPO / "README.md"):
+        assert f"pyodide@{browser_site.PYODIDE_VERSION}" in path.read_text(), f"{path.name} fetches another Pyodide"

@@ -1,0 +1,92 @@
+"""Sphinx extension: the files the in-browser training page needs, copied into the built book.
+
+The page (book/04b_training_in_the_browser.md) trains microgpt under Pyodide, CPython compiled to
+WebAssembly. Everything it loads is served from the book's own host under ``browser/``: Pyodide
+itself (fetched from the npm registry before the build, never committed), the package's own
+pure-Python modules (copied from ``microgpt/``, so there is one source), the names dataset (found
+by the package, checked against its SHA-256) and the page's scripts. The page's recorded speeds
+(book/results/browser_speed.json) become MyST substitutions such as ``{{ browser_fused_ms }}``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+
+from microgpt import data
+
+PYODIDE_VERSION = "314.0.8"
+PYODIDE_DIR = Path("_build/pyodide/package")  # relative to the book's root
+FETCH = (f"mkdir -p _build/pyodide && (cd _build/pyodide && npm pack -q pyodide@{PYODIDE_VERSION} "
+         f"&& tar xzf pyodide-{PYODIDE_VERSION}.tgz)")
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
+# The command line and what it imports to train on the scalar engines: no torch, no third-party package.
+MODULES = ("__init__", "autograd", "cli", "config", "data", "scalar", "tokenizer")
+PAGE_FILES = ("page.js", "worker.js")
+SPEED = Path("book/results/browser_speed.json")
+
+
+def pyodide_dir(root: Path) -> Path:
+    """The unpacked npm package, checked to be the pinned release; a clear error says how to fetch it."""
+    folder = root / PYODIDE_DIR
+    try:
+        version = json.loads((folder / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        raise ExtensionError(f"Pyodide {PYODIDE_VERSION} is not in {folder}; fetch it first: {FETCH}") from None
+    if version != PYODIDE_VERSION:
+        raise ExtensionError(f"{folder} holds Pyodide {version}, the book pins {PYODIDE_VERSION}: {FETCH}")
+    return folder
+
+
+def speed_substitutions(root: Path) -> dict[str, str]:
+    """The recorded browser and CPython step times as page substitutions (none before the first record)."""
+    if not (root / SPEED).is_file():
+        return {}
+    record = json.loads((root / SPEED).read_text())
+    subs = {"browser_machine": record["machine"], "browser_chromium": record["browser"],
+            "browser_pyodide": record["pyodide"], "browser_cpython": record["cpython"],
+            "browser_steps": str(record["steps"]), "browser_rounds": str(record["rounds"])}
+    for engine, row in record["engines"].items():
+        for where in ("browser", "cpython"):
+            subs[f"{where}_{engine}_ms"] = f"{row[where]['median_ms']:.1f}"
+            subs[f"{where}_{engine}_range"] = f"{row[where]['min_ms']:.1f}-{row[where]['max_ms']:.1f}"
+        subs[f"browser_{engine}_ratio"] = f"{row['browser']['median_ms'] / row['cpython']['median_ms']:.1f}"
+    engines = record["engines"]
+    download = sum((pyodide_dir(root) / name).stat().st_size for name in PYODIDE_FILES)
+    subs["browser_download_mb"] = f"{download / 1e6:.0f}"
+    subs["browser_atomic_vs_fused"] = f"{engines['atomic']['browser']['median_ms'] / engines['fused']['browser']['median_ms']:.1f}"
+    subs["browser_fused_1000_s"] = f"{engines['fused']['browser']['median_ms']:.0f}"  # ms/step = s per 1,000 steps
+    return subs
+
+
+def on_config_inited(app: Sphinx, config) -> None:
+    root = Path(app.srcdir)
+    pyodide_dir(root)  # fail early, before hours of rendering
+    config.myst_substitutions = {**(config.myst_substitutions or {}), **speed_substitutions(root)}
+
+
+def on_build_finished(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    root, out = Path(app.srcdir), Path(app.outdir) / "browser"
+    (out / "pyodide").mkdir(parents=True, exist_ok=True)
+    (out / "microgpt").mkdir(exist_ok=True)
+    for name in PYODIDE_FILES:
+        shutil.copy2(pyodide_dir(root) / name, out / "pyodide" / name)
+    for name in MODULES:
+        shutil.copy2(root / "microgpt" / f"{name}.py", out / "microgpt" / f"{name}.py")
+    for name in PAGE_FILES:
+        shutil.copy2(root / "book" / "browser" / name, out / name)
+    shutil.copy2(data.fetch("names"), out / "names.txt")  # MICROGPT_DATA or the cache, SHA-256 checked
+    manifest = {"pyodide": PYODIDE_VERSION, "modules": list(MODULES)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def setup(app: Sphinx) -> dict:
+    app.connect("config-inited", on_config_inited)
+    app.connect("build-finished", on_build_finished)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
