@@ -1,0 +1,103 @@
+"""``microgpt doctor``: what this machine offers microgpt, for setting up and for bug reports."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+import microgpt
+from microgpt import precision
+from microgpt.data import DATASETS, cache_dir, sha256_of
+from microgpt.device import DeviceError, pick_device
+from microgpt.results import results_url
+
+
+def auto_line(device: torch.device) -> str:
+    """What ``--dtype auto`` picks on ``device`` and why, plus TF32 where float32 matmuls use it."""
+    dtype, why = precision.auto_dtype(device)
+    tf32 = "; float32 matmuls in TF32" if precision.use_tf32(device, "float32") else ""
+    return f"--dtype auto -> {dtype} ({why}){tf32}"
+
+
+def cpu_lines() -> list[str]:
+    """The CPU: name, the vector instructions torch uses, bf16 support, threads."""
+    report = getattr(torch.cpu, "get_capabilities", dict)()
+    name = report.get("cpu_name") or platform.processor() or platform.machine()
+    flags = sorted(precision.cpu_flags() & {*precision.BF16_CPU_FLAGS, *precision.FP16_CPU_FLAGS})
+    return [
+        f"cpu: {name}, {os.cpu_count()} logical cores, torch kernels use {torch.backends.cpu.get_cpu_capability()}",
+        f"  16-bit instructions: {', '.join(flags) or 'none'}",
+        f"  {auto_line(torch.device('cpu'))}",
+        f"  threads: {torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op"
+        + (f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})" if "OMP_NUM_THREADS" in os.environ else ""),
+    ]
+
+
+def cuda_lines() -> list[str]:
+    """Every CUDA device with its name, compute capability, memory and precision."""
+    if not torch.cuda.is_available():
+        built = f"torch built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only torch build"
+        return [f"cuda: none found ({built})"]
+    lines = [f"cuda: {torch.cuda.device_count()} device(s), torch built with CUDA {torch.version.cuda}"]
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        lines += [f"  cuda:{i}: {props.name}, compute capability {props.major}.{props.minor}, "
+                  f"{props.total_memory / 2**30:.1f} GiB", f"    {auto_line(torch.device('cuda', i))}"]
+    return lines
+
+
+def mps_lines() -> list[str]:
+    """Apple's MPS: available or not, and what microgpt does there."""
+    if not torch.backends.mps.is_available():
+        return [f"mps: not available{' (torch built with it)' if torch.backends.mps.is_built() else ''}"]
+    fallback = os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK", "unset")
+    return ["mps: available (Apple GPU)", f"  {auto_line(torch.device('mps'))}",
+            f"  PYTORCH_ENABLE_MPS_FALLBACK={fallback}; torch.compile is not used on MPS"]
+
+
+def data_lines() -> list[str]:
+    """Where the datasets are, and whether each matches its SHA-256 (nothing is downloaded)."""
+    offline = os.environ.get("MICROGPT_DATA")
+    lines = [f"data: MICROGPT_DATA={offline or 'unset'}, cache {cache_dir()}"]
+    for name, dataset in DATASETS.items():
+        places = [Path(offline).expanduser() / dataset.filename] if offline else []
+        found = [p for p in [*places, cache_dir() / dataset.filename] if p.is_file()]
+        if not found:
+            lines.append(f"  {name}: not downloaded yet (fetched and checked on first use)")
+        else:
+            ok = sha256_of(found[0]) == dataset.sha256
+            lines.append(f"  {name}: {found[0]} ({'verified' if ok else 'SHA-256 MISMATCH: delete it to re-download'})")
+    lines.append(f"results: ./results beside a notebook, else {cache_dir() / 'results'}, else {results_url()}")
+    return lines
+
+
+def report() -> list[str]:
+    """The whole environment report, one line per fact."""
+    try:
+        chosen = f"{pick_device()} (MICROGPT_DEVICE={os.environ.get('MICROGPT_DEVICE', 'unset')})"
+    except DeviceError as err:
+        chosen = f"error: {err}"
+    compiler = next((c for c in ("cl", "c++", "g++", "clang++") if shutil.which(c)), None)
+    return [
+        f"microgpt {microgpt.__version__} at {Path(microgpt.__file__).parent}",
+        f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}",
+        f"torch {torch.__version__}",
+        *cpu_lines(), *cuda_lines(), *mps_lines(),
+        f"default device: {chosen}",
+        f"torch.compile: {'C++ compiler ' + compiler if compiler else 'no C++ compiler found: run without --compile'}",
+        *data_lines(),
+    ]
+
+
+def main() -> None:
+    """Print the report."""
+    print("\n".join(report()))
+
+
+if __name__ == "__main__":
+    main()
