@@ -17,6 +17,7 @@ characters, AdamW, clipping), from plain float32 eager to what the package runs 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -32,11 +33,13 @@ from datetime import datetime, timezone
 
 import torch
 
-from microgpt import cli, scalar, train
-from microgpt.config import GPTConfig
+from microgpt import batching, scalar, train
+from microgpt.config import SHAKESPEARE, GPTConfig
 from microgpt.data import DataError, load_names, load_shakespeare
 from microgpt.device import DeviceError, pick_device
 from microgpt.model import GPT
+from microgpt.port import gpt_from_scalar
+from microgpt.precision import resolve_dtype
 from microgpt.tokenizer import CharTokenizer
 
 ALL_THREADS = torch.get_num_threads()  # torch's default (one per core), read before a suite changes it
@@ -129,17 +132,20 @@ def scalar_rung(name: str, docs, tok, config, weights, fused: bool, steps: int) 
 
 def torch_rung(name: str, docs, tok, config, weights, device: torch.device, batch_size: int, steps: int,
                compile: bool = False) -> Rung:
-    """The batched torch step that ``microgpt train names`` runs (``train.names_step``), float32."""
-    model = GPT.from_scalar_weights(config, weights, sdpa=True).to(device)
-    optimizer = train.make_names_optimizer(model)
-    data = train.encode_names(docs, tok, config.block_size).to(device)
-    loss_fn = train.compiled_names_loss(model) if compile else train.names_loss
-    n = len(data.lengths)
+    """The batched torch step that ``microgpt train names`` runs (``train.names_step`` or, compiled,
+    ``train.compiled_names_step``), float32."""
+    model = gpt_from_scalar(config, weights, sdpa=True).to(device)
+    data = batching.encode_names(docs, tok, config.block_size).to(device)
+    if compile:
+        names_step = train.compiled_names_step(model)
+    else:
+        optimizer = train.make_names_optimizer(model)
+        names_step = functools.partial(train.names_step, model, optimizer)
 
     def step(i: int) -> int:
-        x, y, weight = train.names_batch(data, i, batch_size, pad_to_block=compile)
-        train.names_step(model, optimizer, loss_fn, x, y, weight, 0.01 * (1 - i % 1000 / 1000)).item()
-        return sum(data.lengths[(i * batch_size + j) % n] for j in range(batch_size))
+        x, y, weight = batching.names_batch(data, i, batch_size, pad_to_block=compile)
+        names_step(x, y, weight, 0.01 * (1 - i % 1000 / 1000)).item()
+        return batching.names_tokens(data, i, batch_size)
 
     return Rung(name, step, steps)
 
@@ -165,10 +171,10 @@ def names_rungs(device: torch.device, steps: int, compile: bool) -> list[Rung]:
 SMALL = {"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2, "batch_size": 8}  # --small: a quick check
 
 
-def shakespeare_setup(small: bool = False) -> tuple[train.TextSplits, GPTConfig, int]:
+def shakespeare_setup(small: bool = False) -> tuple[batching.TextSplits, GPTConfig, int]:
     """The text, model shape and batch size of ``microgpt train shakespeare`` (its defaults, or ``SMALL``)."""
-    splits = train.split_text(load_shakespeare())
-    s = SMALL if small else cli.SHAKESPEARE
+    splits = batching.split_text(load_shakespeare())
+    s = SMALL if small else SHAKESPEARE
     config = GPTConfig(splits.tokenizer.vocab_size, s["block_size"], s["n_layer"], s["n_embd"], s["n_head"])
     return splits, config, s["batch_size"]
 
@@ -215,10 +221,10 @@ def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa:
 def shakespeare_rungs(device: torch.device, steps: int, compile: bool, small: bool = False) -> list[Rung]:
     """The Shakespeare ladder, each rung adding one change: fused AdamW, SDPA, bf16 autocast, torch.compile."""
     splits, config, batch_size = shakespeare_setup(small)
-    seed = cli.SHAKESPEARE["seed"]
-    batches = [tuple(t.to(device) for t in train.get_batch(splits.train, i, seed, config.block_size, batch_size))
+    seed = SHAKESPEARE["seed"]
+    batches = [tuple(t.to(device) for t in batching.get_batch(splits.train, i, seed, config.block_size, batch_size))
                for i in range(4)]
-    data, dtype = (config, batches), train.resolve_dtype(cli.SHAKESPEARE["dtype"], device)
+    data, dtype = (config, batches), resolve_dtype(SHAKESPEARE["dtype"], device)
     rungs = [text_rung("fp32 eager (explicit mask)", data, device, steps, sdpa=False, fused=False, dtype="float32"),
              text_rung("+ fused AdamW", data, device, steps, sdpa=False, fused=True, dtype="float32"),
              text_rung("+ SDPA attention", data, device, steps, sdpa=True, fused=True, dtype="float32",
@@ -249,7 +255,7 @@ def matmul_peaks(device: torch.device) -> dict:
     """The device's measured matmul GFLOP/s in float32 and, where natively supported, bfloat16."""
     n = 2048 if device.type == "cpu" else 8192
     peaks = {"size": n, "float32": matmul_gflops(device, torch.float32, n)}
-    if train.resolve_dtype("auto", device) == "bfloat16":
+    if resolve_dtype("auto", device) == "bfloat16":
         peaks["bfloat16"] = matmul_gflops(device, torch.bfloat16, n)
     return peaks
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pickle
 import random
@@ -15,6 +16,7 @@ import torch
 
 from microgpt import __version__
 from microgpt.config import GPTConfig
+from microgpt.model import GPT
 from microgpt.tokenizer import CharTokenizer
 
 FORMAT = "microgpt-checkpoint"
@@ -75,8 +77,9 @@ def save_checkpoint(
     step: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
     run: dict[str, Any] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
-    """Write a checkpoint atomically: weights, shape, vocabulary, and (to resume) optimizer, run, step, RNGs."""
+    """Write a checkpoint atomically: weights, shape, vocabulary, and (to resume) optimizer, scaler, run, step, RNGs."""
     atomic_save({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -88,6 +91,7 @@ def save_checkpoint(
         "step": step,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "run": dict(run or {}),
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "rng": rng_state(),
     }, path)
 
@@ -126,10 +130,8 @@ def tokenizer_from(ckpt: dict[str, Any]) -> CharTokenizer:
     return CharTokenizer(ckpt["chars"])
 
 
-def model_from(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> torch.nn.Module:
+def model_from(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> GPT:
     """The trained model of a checkpoint, on ``device``, in eval mode."""
-    from microgpt.model import GPT
-
     config = GPTConfig(**ckpt["config"])
     if tokenizer_from(ckpt).vocab_size != config.vocab_size:
         raise CheckpointError("checkpoint is damaged: its vocabulary does not match its config")
@@ -139,3 +141,42 @@ def model_from(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> torc
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint weights do not fit its config: {str(err).splitlines()[0]}") from None
     return model.to(device).eval()
+
+
+# --- resuming a run -----------------------------------------------------------------------------------
+
+
+def check_resumable(ckpt: dict[str, Any], config: GPTConfig, run: dict[str, Any], tokenizer: CharTokenizer,
+                    path: Path) -> None:
+    """A checkpoint may be resumed only with the same model, run settings (``run``, a dict) and vocabulary."""
+    if ckpt["dataset"] != "shakespeare" or not ckpt.get("optimizer"):
+        raise CheckpointError(f"{path} is not a resumable text-training checkpoint")
+    if ckpt["chars"] != tokenizer.chars or ckpt["run"].get("data_sha256") != run.get("data_sha256"):
+        raise CheckpointError(f"{path} was trained on another text; pass the same --data to resume it")
+    if ckpt["config"] != dataclasses.asdict(config) or ckpt["run"] != run:
+        raise CheckpointError(f"{path} was written by a run with different settings")
+    if ckpt["step"] >= run["steps"]:
+        raise CheckpointError(f"the run in {path.parent} already finished its {run['steps']} steps; nothing to resume")
+
+
+def read_metrics(path: Path, through: int | None = None) -> list[dict]:
+    """The records of a metrics.jsonl file (up to step ``through``); a half-written last line is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if through is None or record["step"] <= through:
+            records.append(record)
+    return records
+
+
+def truncate_metrics(path: Path, through: int) -> None:
+    """Keep only the records of steps up to ``through`` (a killed run may have logged steps past its checkpoint)."""
+    kept = read_metrics(path, through)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
+    tmp.replace(path)

@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from microgpt import __version__
-from microgpt.config import GPTConfig
+from microgpt import __version__, scalar
+from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS, GPTConfig
 from microgpt.data import DataError, load_names, load_shakespeare
 from microgpt.tokenizer import CharTokenizer
 
@@ -78,8 +78,6 @@ def print_samples(samples: Sequence[str]) -> None:
 
 def train_names_scalar(args: argparse.Namespace, docs: list[str]) -> None:
     """The original microgpt, on the pure-Python engine (atomic or fused)."""
-    from microgpt import scalar
-
     rng = random.Random(args.seed)
     rng.shuffle(docs)
     tok = CharTokenizer.from_docs(docs)
@@ -97,18 +95,39 @@ def train_names_scalar(args: argparse.Namespace, docs: list[str]) -> None:
     print_samples([tok.decode(scalar.generate(model, rng, args.temperature)) for _ in range(args.num_samples)])
 
 
+def check_out(out: Path) -> None:
+    """``--out`` must be a folder, or one that can be made, in a writable place; checked before any work."""
+    existing = next(p for p in [out, *out.parents] if p.exists())
+    if not existing.is_dir():
+        raise CLIError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: cannot write in {existing}")
+
+
+def make_out(out: Path) -> None:
+    """Create the ``--out`` folder (once every other check has passed); failing is a one-line error."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"--out {out}: cannot create it ({err.strerror or err})") from None
+
+
 def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     """The same model, initialisation and loop on PyTorch tensors: batched, on any device."""
+    # Imported here, not at the top: the scalar engines (and --help) must run where PyTorch is not installed.
     import json
 
     import torch
 
-    from microgpt import scalar, train
+    from microgpt import batching, memory, train
     from microgpt.checkpoint import save_checkpoint
     from microgpt.device import pick_device
-    from microgpt.model import GPT
+    from microgpt.port import gpt_from_scalar
     from microgpt.sample import sample_docs
 
+    out = Path(args.out) if args.out else None
+    if out:
+        check_out(out)
     device = pick_device(args.device)
     if args.dtype == "float64" and device.type == "mps":
         raise CLIError("MPS has no float64; use --dtype float32")
@@ -118,21 +137,21 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     print(f"num docs: {len(docs)}")
     print(f"vocab size: {tok.vocab_size}")
     config = GPTConfig(tok.vocab_size, args.block_size, args.n_layer, args.n_embd, args.n_head)
+    memory.check_fits(config, args.batch_size, device)
     weights = scalar.init_weights(config, rng)  # the scalar engine's initial weights, exactly
-    model = GPT.from_scalar_weights(config, weights, sdpa=True, dtype=getattr(torch, args.dtype)).to(device)
+    model = gpt_from_scalar(config, weights, sdpa=True, dtype=getattr(torch, args.dtype)).to(device)
     print(f"num params: {model.num_params()}")
     print(f"engine: torch on {device}, {args.dtype}, batch size {args.batch_size}")
     show = step_printer(args.steps, args.log_every)
-    out = Path(args.out) if args.out else None
     if out:
-        out.mkdir(parents=True, exist_ok=True)
+        make_out(out)
     with (out / "metrics.jsonl").open("w") if out else contextlib.nullcontext() as log:
         def on_step(record: dict) -> None:
             show(record["step"] - 1, record["loss"])
             if log:
                 log.write(json.dumps(record) + "\n")
 
-        data = train.encode_names(docs, tok, config.block_size)
+        data = batching.encode_names(docs, tok, config.block_size)
         result = train.train_names(model, data, args.steps, args.batch_size, args.lr,
                                    compile=args.compile, on_step=on_step)
     print_summary(args.steps, result.seconds, result.tokens)
@@ -168,27 +187,9 @@ def add_model_flags(p: argparse.ArgumentParser, block: int, embd: int, head: int
     p.add_argument("--n-layer", type=positive_int, default=layer, help="transformer blocks (default %(default)s)")
 
 
-SHAKESPEARE = {"block_size": 256, "n_embd": 128, "n_head": 4, "n_layer": 4,
-               "batch_size": 32, "lr": 4e-3, "warmup": 100, "seed": 1337, "dtype": "auto"}
-SHAKESPEARE_EPOCHS = 15
-
-
-def fresh_settings(args: argparse.Namespace, splits, device, data_sha256: str):
-    """Model shape and run settings for a new Shakespeare run: flags over the defaults."""
-    from microgpt import train
-
-    v = {name: SHAKESPEARE[name] if getattr(args, name) is None else getattr(args, name) for name in SHAKESPEARE}
-    config = GPTConfig(splits.tokenizer.vocab_size, v["block_size"], v["n_layer"], v["n_embd"], v["n_head"])
-    per_epoch = train.batches_per_epoch(len(splits.train), config.block_size, v["batch_size"])
-    steps = args.steps or SHAKESPEARE_EPOCHS * per_epoch
-    run = train.RunConfig(steps, v["batch_size"], v["lr"], v["warmup"], v["seed"],
-                          train.resolve_dtype(v["dtype"], device), data_sha256=data_sha256)
-    return config, run
-
-
 def resumed_settings(args: argparse.Namespace, resume: dict, device, data_sha256: str):
     """A checkpoint's model shape and run settings; a flag that contradicts them is an error."""
-    from microgpt import train
+    from microgpt import precision, train  # torch: see train_names_torch
 
     if resume["dataset"] != "shakespeare" or not resume.get("optimizer"):
         raise CLIError(f"{args.out}/ckpt.pt is not a resumable Shakespeare checkpoint")
@@ -196,7 +197,7 @@ def resumed_settings(args: argparse.Namespace, resume: dict, device, data_sha256
     for name in [*SHAKESPEARE, "steps"]:
         given, saved = getattr(args, name), getattr(config if hasattr(config, name) else run, name)
         if name == "dtype" and given is not None:
-            given = train.resolve_dtype(given, device)
+            given = precision.resolve_dtype(given, device)
         if given is not None and given != saved:
             flag = "--" + name.replace("_", "-")
             raise CLIError(f"{flag} {given} differs from the checkpoint's {saved}; drop it to resume the run as it was")
@@ -205,7 +206,7 @@ def resumed_settings(args: argparse.Namespace, resume: dict, device, data_sha256
 
 def cmd_train_shakespeare(args: argparse.Namespace) -> None:
     """``microgpt train shakespeare``; under torchrun every process runs it, and only rank 0 prints."""
-    from microgpt import distributed
+    from microgpt import distributed  # torch: see train_names_torch
 
     with contextlib.redirect_stdout(sys.stdout if distributed.is_main() else io.StringIO()):
         train_shakespeare(args)
@@ -213,15 +214,15 @@ def cmd_train_shakespeare(args: argparse.Namespace) -> None:
 
 def train_shakespeare(args: argparse.Namespace) -> None:
     """Load the text, settle the settings (fresh or from the checkpoint), train, and report."""
-    from microgpt import distributed, precision, train
+    from microgpt import batching, distributed, memory, precision, train  # torch: see train_names_torch
     from microgpt.checkpoint import load_checkpoint
     from microgpt.device import pick_device
-    from microgpt.model import GPT
 
+    check_out(Path(args.out))
     text = load_shakespeare(args.data)
     data_sha256 = hashlib.sha256(text.encode()).hexdigest()
     device = distributed.device_for_rank(pick_device(args.device))
-    splits, ckpt_path, world = train.split_text(text), Path(args.out) / "ckpt.pt", distributed.world_size()
+    splits, ckpt_path, world = batching.split_text(text), Path(args.out) / "ckpt.pt", distributed.world_size()
     resume = None
     if args.resume:
         if not ckpt_path.exists():
@@ -231,16 +232,20 @@ def train_shakespeare(args: argparse.Namespace) -> None:
     elif ckpt_path.exists():
         raise CLIError(f"{args.out} already holds a checkpoint; add --resume to continue it, or choose another --out")
     else:
-        config, run = fresh_settings(args, splits, device, data_sha256)
+        flags = {name: getattr(args, name) for name in SHAKESPEARE}
+        config, run = train.text_settings(splits, device, data_sha256, args.steps, **flags)
     if note := precision.warning(run.dtype, device):
         print(f"microgpt: warning: {note}", file=sys.stderr)
     precision.set_matmul_precision(device, run.dtype)
     if run.batch_size % world:
         raise CLIError(f"--batch-size {run.batch_size} does not split evenly across {world} processes; "
                        f"use a multiple of {world}")
+    memory.check_fits(config, run.batch_size // world, device)
+    if distributed.is_main():
+        make_out(Path(args.out))
     print(f"text: {len(splits.train):,} training and {len(splits.val):,} validation characters, "
           f"vocab size {splits.tokenizer.vocab_size}")
-    print(f"model: {GPT(config).num_params():,} parameters, {config}, device {device}, dtype {run.dtype}")
+    print(f"model: {memory.param_count(config):,} parameters, {config}, device {device}, dtype {run.dtype}")
     print(f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
           + (f" ({world} processes, {run.batch_size // world} blocks each)" if world > 1 else "")
           + (f", resuming after step {resume['step']}" if resume else ""))
@@ -291,7 +296,7 @@ def add_shakespeare_parser(datasets) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     """``microgpt sample``: names stop at BOS; text always runs to ``--max-chars``."""
-    import torch
+    import torch  # here, not at the top: see train_names_torch
 
     from microgpt.checkpoint import load_checkpoint, model_from, tokenizer_from
     from microgpt.device import pick_device
@@ -340,6 +345,13 @@ def add_sample_parser(commands) -> None:
     p.set_defaults(run=cmd_sample)
 
 
+def cmd_doctor(args: argparse.Namespace) -> None:
+    """``microgpt doctor``: the environment report."""
+    from microgpt import doctor
+
+    doctor.main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = argparse.ArgumentParser(prog="microgpt", description=__doc__)
@@ -378,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     names.set_defaults(run=cmd_train_names)
     add_shakespeare_parser(datasets)
     add_sample_parser(commands)
+    commands.add_parser("doctor", help="report Python, torch, devices, precision, threads and data (for bug reports)",
+                        description="Print what this machine offers microgpt: Python, torch, each device with "
+                                    "what --dtype auto picks there and why, threads, and the datasets.",
+                        ).set_defaults(run=cmd_doctor)
     return parser
 
 
@@ -387,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (CLIError, DataError, ValueError) as err:
+    except (CLIError, DataError, ValueError, OSError, MemoryError) as err:
         if not isinstance(err, CLIError) or os.environ.get("RANK", "0") == "0":  # torchrun: say it once, not N times
             print(f"microgpt: error: {err}", file=sys.stderr)
         return 1

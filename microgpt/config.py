@@ -1,4 +1,4 @@
-"""The hyper-parameters that fix a GPT's shape, shared by the scalar and the torch model."""
+"""The hyper-parameters that fix a GPT's shape, shared by the scalar and the torch model, and the runs' defaults."""
 
 from __future__ import annotations
 
@@ -30,3 +30,9 @@ class GPTConfig:
     def head_dim(self) -> int:
         """Width of one attention head."""
         return self.n_embd // self.n_head
+
+
+# `microgpt train shakespeare`'s defaults: the 836K-parameter model's shape and its run's settings.
+SHAKESPEARE = {"block_size": 256, "n_embd": 128, "n_head": 4, "n_layer": 4,
+               "batch_size": 32, "lr": 4e-3, "warmup": 100, "seed": 1337, "dtype": "auto"}
+SHAKESPEARE_EPOCHS = 15  # the default run's length, in passes over the training text

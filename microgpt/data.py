@@ -106,11 +106,17 @@ def fetch(name: str) -> Path:
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """Read a user's own text file as UTF-8, with a clear error if it is missing or unreadable."""
+    """Read a user's own text file as UTF-8, with a clear error if it is missing, unreadable or binary."""
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read data file {path}: {err}") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise DataError(f"cannot read data file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not a text file (not UTF-8: byte {err.object[err.start]:#04x} at "
+                        f"position {err.start})") from None
+    if "\x00" in text:
+        raise DataError(f"{path} is not a text file (it holds NUL bytes)")
+    return text
 
 
 def load_names(path: str | os.PathLike | None = None) -> list[str]:

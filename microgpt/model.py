@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from microgpt.config import GPTConfig
-from microgpt.scalar import Matrix, param_shapes
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "rmsnorm", "causal_mask", "fused_attention"]
+__all__ = ["GPT", "GPTConfig", "Block", "MLP", "CausalSelfAttention", "KVCache", "rmsnorm", "causal_mask",
+           "fused_attention"]
 
 
 def rmsnorm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -161,37 +161,3 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         """How many numbers the model learns."""
         return sum(p.numel() for p in self.parameters())
-
-    @staticmethod
-    def torch_name(scalar_name: str) -> str:
-        """The state-dict key of a scalar weight: ``layer0.attn_wq`` -> ``layers.0.attn.wq.weight``."""
-        if not scalar_name.startswith("layer"):
-            return f"{scalar_name}.weight"
-        layer, rest = scalar_name[len("layer") :].split(".")
-        module, weight = rest.split("_")
-        return f"layers.{layer}.{module}.{weight}.weight"
-
-    @classmethod
-    def from_scalar_weights(
-        cls, config: GPTConfig, weights: dict[str, Matrix], sdpa: bool = False, dtype: torch.dtype | None = None
-    ) -> GPT:
-        """A model holding the scalar engine's weights (a dict of nested lists, nout x nin), in ``dtype``."""
-        shapes = param_shapes(config)
-        if sorted(weights) != sorted(shapes):
-            missing, extra = sorted(set(shapes) - set(weights)), sorted(set(weights) - set(shapes))
-            raise ValueError(f"weights do not fit {config}: missing {missing}, unexpected {extra}")
-        model = cls(config, sdpa).to(dtype)
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, (nout, nin) in shapes.items():
-                rows = weights[name]
-                if len(rows) != nout or any(len(row) != nin for row in rows):
-                    raise ValueError(f"weights[{name!r}] must be {nout} x {nin} (nested lists, nout x nin)")
-                param = params[cls.torch_name(name)]
-                param.copy_(torch.tensor(rows, dtype=param.dtype))
-        return model
-
-    def scalar_weights(self) -> dict[str, Matrix]:
-        """The weights as the scalar engine's dict of nested lists of Python floats, in its order."""
-        params = dict(self.named_parameters())
-        return {name: params[self.torch_name(name)].detach().cpu().tolist() for name in param_shapes(self.config)}

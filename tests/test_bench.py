@@ -7,13 +7,14 @@ import sys
 import pytest
 import torch
 
-from microgpt import bench, cli, train
+from microgpt import bench, precision
+from microgpt.config import SHAKESPEARE as TEXT_DEFAULTS
 from microgpt.config import GPTConfig
 from microgpt.model import GPT
 
 NAMES = ["scalar (atomic Values)", "scalar, fused dot products", "torch eager, batch 1", "torch eager, batch 32"]
 SHAKESPEARE = ["fp32 eager (explicit mask)", "+ fused AdamW", "+ SDPA attention"]
-BF16 = train.resolve_dtype("auto", torch.device("cpu")) == "bfloat16"
+BF16 = precision.resolve_dtype("auto", torch.device("cpu")) == "bfloat16"
 
 
 def bench_cli(*args: str) -> subprocess.CompletedProcess:
@@ -90,7 +91,7 @@ def test_the_compiled_rung_reports_its_compile_time_apart(tmp_path, data_dir):
 
 
 def test_step_flops_counts_matmul_weights_and_attention():
-    config = GPTConfig(66, **{k: cli.SHAKESPEARE[k] for k in ("block_size", "n_layer", "n_embd", "n_head")})
+    config = GPTConfig(66, **{k: TEXT_DEFAULTS[k] for k in ("block_size", "n_layer", "n_embd", "n_head")})
     linear = 4 * 12 * 128 * 128 + 128 * 66
     assert linear == 794_880
     assert bench.step_flops(GPT(config), 32) == 32 * 256 * (6 * linear + 12 * 4 * 128 * 256)

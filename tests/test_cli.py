@@ -1,6 +1,8 @@
 """The command line frame: help everywhere, version, and one-line errors with a non-zero exit."""
 
 import argparse
+import os
+import re
 import subprocess
 import sys
 
@@ -58,3 +60,114 @@ def test_bad_model_shape_is_one_line(data_dir):
     assert result.stderr.strip().splitlines()[-1] == (
         "microgpt: error: n_embd (15) must be divisible by n_head (4) so that every head gets the same width"
     )
+
+
+# --- every error path: one line on stderr, exit 1, no traceback, nothing written ------------------------
+
+NAMES = ["train", "names", "--steps", "2", "--num-samples", "0", "--device", "cpu"]
+TEXT = ["train", "shakespeare", "--steps", "2", "--batch-size", "2", "--block-size", "8", "--n-embd", "8",
+        "--n-head", "2", "--n-layer", "1", "--device", "cpu", "--quiet"]
+
+
+def one_error_line(capsys, *args) -> str:
+    """Run the command line in-process: exit code 1 and exactly one line on stderr, which is returned."""
+    assert cli.main(list(map(str, args))) == 1
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("microgpt: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def small_text(tmp_path, data_dir):
+    path = tmp_path / "small.txt"
+    path.write_text((data_dir / "tinyshakespeare.txt").read_text()[:5000])
+    return path
+
+
+def files_under(folder):
+    return sorted(p.relative_to(folder) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("command", ["names", "text"])
+def test_out_that_is_a_file(command, tmp_path, capsys, data_dir, small_text):
+    (tmp_path / "taken").write_text("mine")
+    before = files_under(tmp_path)
+    for out in (tmp_path / "taken", tmp_path / "taken" / "run"):
+        args = NAMES if command == "names" else [*TEXT, "--data", small_text]
+        line = one_error_line(capsys, *args, "--out", out)
+        assert line == f"microgpt: error: --out {out}: {tmp_path / 'taken'} is a file, not a folder"
+    assert files_under(tmp_path) == before and (tmp_path / "taken").read_text() == "mine"
+
+
+def test_out_that_cannot_be_created(capsys, small_text):
+    line = one_error_line(capsys, *TEXT, "--data", small_text, "--out", "/proc/microgpt-run")
+    assert line.startswith("microgpt: error: --out /proc/microgpt-run: cannot create it (")
+    assert not os.path.exists("/proc/microgpt-run")
+
+
+@pytest.mark.parametrize("command", ["names", "text"])
+def test_model_too_big_for_memory_says_how_much_it_needs(command, tmp_path, capsys, data_dir, small_text):
+    big = ["--n-embd", "65536", "--n-head", "4", "--n-layer", "64", "--out", tmp_path / "run"]
+    args = [*NAMES, *big] if command == "names" else [*TEXT[:-9], "--data", small_text, *big]
+    line = one_error_line(capsys, *args)
+    assert re.search(r"this model needs about [\d,.]+ GiB to train \(3,\d{3},\d{3},\d{3},\d{3} parameters", line)
+    assert "free; make it smaller" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_estimate_is_not_below_what_the_default_model_holds():
+    from microgpt.config import SHAKESPEARE, GPTConfig
+    from microgpt.memory import param_count, training_bytes
+    from microgpt.model import GPT
+
+    config = GPTConfig(65, SHAKESPEARE["block_size"], SHAKESPEARE["n_layer"], SHAKESPEARE["n_embd"], SHAKESPEARE["n_head"])
+    assert param_count(config) == GPT(config).num_params()
+    assert training_bytes(config, 32) > 16 * param_count(config)  # weights, gradients, two Adam moments
+
+
+@pytest.mark.parametrize("content", [b"abc\x00\x01\x02" * 50, b"\xff\xfe\x00\x81" * 50])
+@pytest.mark.parametrize("command", ["names", "text"])
+def test_binary_data(command, content, tmp_path, capsys):
+    data = tmp_path / "blob.bin"
+    data.write_bytes(content)
+    args = NAMES if command == "names" else TEXT
+    line = one_error_line(capsys, *args, "--data", data, "--out", tmp_path / "run")
+    assert line.startswith(f"microgpt: error: {data} is not a text file (")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["names", "text"])
+def test_directory_data(command, tmp_path, capsys):
+    args = NAMES if command == "names" else TEXT
+    line = one_error_line(capsys, *args, "--data", tmp_path, "--out", tmp_path / "run")
+    assert line.startswith(f"microgpt: error: cannot read data file {tmp_path}: ") and "directory" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_text_too_short_for_one_batch(tmp_path, capsys):
+    data = tmp_path / "short.txt"
+    data.write_text("to be\n" * 3)
+    line = one_error_line(capsys, *TEXT, "--data", data, "--out", tmp_path / "run")
+    assert "is too short for one batch of 2 x 8 characters; lower --batch-size or --block-size" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_changed_flags_and_checkpoints_of_the_wrong_kind(tmp_path, capsys, data_dir, small_text):
+    run_dir = tmp_path / "run"
+    assert cli.main(list(map(str, [*TEXT, "--data", small_text, "--out", run_dir]))) == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in run_dir.iterdir()}
+    line = one_error_line(capsys, *TEXT, "--data", small_text, "--out", run_dir, "--resume", "--steps", "4",
+                          "--n-embd", "16")
+    assert line == "microgpt: error: --n-embd 16 differs from the checkpoint's 8; drop it to resume the run as it was"
+    names_run = tmp_path / "names"
+    assert cli.main(list(map(str, [*NAMES, "--out", names_run]))) == 0
+    capsys.readouterr()
+    line = one_error_line(capsys, *TEXT, "--data", small_text, "--out", names_run, "--resume")
+    assert line == f"microgpt: error: {names_run}/ckpt.pt is not a resumable Shakespeare checkpoint"
+    (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint at all")
+    line = one_error_line(capsys, "sample", "--checkpoint", tmp_path / "foreign.pt")
+    assert "is truncated or not a checkpoint" in line
+    assert {p: p.read_bytes() for p in run_dir.iterdir()} == before

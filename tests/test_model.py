@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from microgpt import scalar
 from microgpt.data import load_names
 from microgpt.model import GPT, GPTConfig, causal_mask, fused_attention, rmsnorm
+from microgpt.port import gpt_from_scalar, scalar_weights, torch_name
 from microgpt.tokenizer import CharTokenizer
 
 CONFIG = GPTConfig(vocab_size=27)
@@ -46,7 +47,7 @@ def torch_loss_and_grads(model: GPT, tokens: list[int]) -> tuple[float, dict]:
     loss = F.cross_entropy(model(idx)[0], torch.tensor(tokens[1:]))
     loss.backward()
     params = dict(model.named_parameters())
-    return loss.item(), {name: params[GPT.torch_name(name)].grad for name in scalar.param_shapes(model.config)}
+    return loss.item(), {name: params[torch_name(name)].grad for name in scalar.param_shapes(model.config)}
 
 
 def scalar_loss_and_grads(model: scalar.ScalarGPT, tokens: list[int]) -> tuple[float, dict]:
@@ -77,7 +78,7 @@ def test_equal_to_scalar_engine_with_random_weights(float64, fused):
     rng = random.Random(7)
     weights = scalar.init_weights(CONFIG, rng, std=0.3)  # larger than 0.08 so attention is far from uniform
     tok = CharTokenizer("abcdefghijklmnopqrstuvwxyz")
-    torch_model = GPT.from_scalar_weights(CONFIG, weights)
+    torch_model = gpt_from_scalar(CONFIG, weights)
     scalar_model = scalar.ScalarGPT(CONFIG, weights, fused=fused)
     for tokens in one_name_per_length(tok, rng):
         assert_same(torch_model, scalar_model, tokens)
@@ -85,7 +86,7 @@ def test_equal_to_scalar_engine_with_random_weights(float64, fused):
 
 def test_equal_to_scalar_engine_at_the_seed_42_init(float64, seed42):
     tok, config, weights = seed42
-    torch_model = GPT.from_scalar_weights(config, weights)
+    torch_model = gpt_from_scalar(config, weights)
     scalar_model = scalar.ScalarGPT(config, weights, fused=True)
     for tokens in one_name_per_length(tok, random.Random(42)):
         assert_same(torch_model, scalar_model, tokens)
@@ -94,11 +95,11 @@ def test_equal_to_scalar_engine_at_the_seed_42_init(float64, seed42):
 def test_equal_with_two_layers_and_one_head(float64):
     config = GPTConfig(vocab_size=5, block_size=6, n_layer=2, n_embd=8, n_head=1)
     weights = scalar.init_weights(config, random.Random(3), std=0.3)
-    assert_same(GPT.from_scalar_weights(config, weights), scalar.ScalarGPT(config, weights), [4, 0, 1, 3, 2, 0, 4])
+    assert_same(gpt_from_scalar(config, weights), scalar.ScalarGPT(config, weights), [4, 0, 1, 3, 2, 0, 4])
 
 
 def test_right_padded_batch_gives_each_name_its_own_logits(float64):
-    model = GPT.from_scalar_weights(CONFIG, scalar.init_weights(CONFIG, random.Random(1), std=0.3))
+    model = gpt_from_scalar(CONFIG, scalar.init_weights(CONFIG, random.Random(1), std=0.3))
     names = [[26, 1, 2], [26, 5, 6, 7, 8, 9, 10], [26], [26, *range(15)]]
     T = max(map(len, names))
     batch = torch.tensor([name + [0] * (T - len(name)) for name in names])
@@ -111,10 +112,19 @@ def test_right_padded_batch_gives_each_name_its_own_logits(float64):
 
 def test_round_trip_is_exact(float64):
     weights = scalar.init_weights(CONFIG, random.Random(5))
-    model = GPT.from_scalar_weights(CONFIG, weights)
-    assert model.scalar_weights() == weights
-    assert all(type(x) is float for row in model.scalar_weights()["wte"] for x in row)
-    assert list(model.scalar_weights()) == list(scalar.param_shapes(CONFIG))
+    model = gpt_from_scalar(CONFIG, weights)
+    assert scalar_weights(model) == weights
+    assert all(type(x) is float for row in scalar_weights(model)["wte"] for x in row)
+    assert list(scalar_weights(model)) == list(scalar.param_shapes(CONFIG))
+
+
+def test_porting_weights_leaves_the_global_rng_alone():
+    weights = scalar.init_weights(CONFIG, random.Random(5))
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    model = gpt_from_scalar(CONFIG, weights, sdpa=True, dtype=torch.float64)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model.wte.weight.dtype == torch.float64 and scalar_weights(model) == weights
 
 
 def test_default_init_shapes_and_dtype():
@@ -124,7 +134,7 @@ def test_default_init_shapes_and_dtype():
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert 0.07 < model.wte.weight.std().item() < 0.09
     assert model(torch.zeros(3, 16, dtype=torch.long)).shape == (3, 16, 27)
-    assert list(model.state_dict()) == [GPT.torch_name(n) for n in scalar.param_shapes(CONFIG)]
+    assert list(model.state_dict()) == [torch_name(n) for n in scalar.param_shapes(CONFIG)]
 
 
 def test_float64_default_dtype_gives_a_float64_model(float64):
@@ -151,7 +161,7 @@ def test_the_mask_and_rmsnorm():
 def test_fused_attention_is_the_same(float64):
     weights = scalar.init_weights(CONFIG, random.Random(2), std=0.3)
     idx = torch.randint(0, 27, (4, 16), generator=torch.Generator().manual_seed(0))
-    explicit, fused = GPT.from_scalar_weights(CONFIG, weights), GPT.from_scalar_weights(CONFIG, weights, sdpa=True)
+    explicit, fused = gpt_from_scalar(CONFIG, weights), gpt_from_scalar(CONFIG, weights, sdpa=True)
     assert torch.allclose(explicit(idx), fused(idx), rtol=1e-12, atol=1e-13)
     explicit(idx).sum().backward()
     fused(idx).sum().backward()
@@ -172,7 +182,7 @@ def test_fused_attention_runs_in_float32_under_cpu_bf16_autocast():
 
 @pytest.mark.parametrize("sdpa", [False, True])
 def test_cache_continues_exactly(float64, sdpa):
-    model = GPT.from_scalar_weights(CONFIG, scalar.init_weights(CONFIG, random.Random(4), std=0.3), sdpa=sdpa)
+    model = gpt_from_scalar(CONFIG, scalar.init_weights(CONFIG, random.Random(4), std=0.3), sdpa=sdpa)
     idx = torch.randint(0, 27, (2, 16), generator=torch.Generator().manual_seed(1))
     cache = model.new_cache()
     pieces = [model(idx[:, :5], cache), *(model(idx[:, t : t + 1], cache) for t in range(5, 16))]
@@ -199,10 +209,10 @@ def test_bad_input_is_a_clear_error():
 def test_bad_weights_are_a_clear_error():
     weights = scalar.init_weights(CONFIG, random.Random(0))
     with pytest.raises(ValueError, match=r"missing \['wpe'\]"):
-        GPT.from_scalar_weights(CONFIG, {k: v for k, v in weights.items() if k != "wpe"})
+        gpt_from_scalar(CONFIG, {k: v for k, v in weights.items() if k != "wpe"})
     short = dict(weights, lm_head=weights["lm_head"][:-1])
     with pytest.raises(ValueError, match=r"weights\['lm_head'\] must be 27 x 16"):
-        GPT.from_scalar_weights(CONFIG, short)
+        gpt_from_scalar(CONFIG, short)
     ragged = dict(weights, wte=[*weights["wte"][:-1], weights["wte"][-1][:3]])
     with pytest.raises(ValueError, match=r"weights\['wte'\] must be 27 x 16"):
-        GPT.from_scalar_weights(CONFIG, ragged)
+        gpt_from_scalar(CONFIG, ragged)

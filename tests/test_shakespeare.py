@@ -12,10 +12,10 @@ import time
 import pytest
 import torch
 
-from microgpt import cli, train
+from microgpt import batching, cli, precision, schedules, train
 from microgpt.checkpoint import load_checkpoint
 from microgpt.config import GPTConfig
-from microgpt.data import load_shakespeare
+from microgpt.data import DataError, load_shakespeare
 from microgpt.model import GPT
 
 TINY = ["--batch-size", "4", "--block-size", "16", "--n-embd", "16", "--n-head", "2", "--n-layer", "1",
@@ -56,7 +56,7 @@ def error_line(capsys, *args) -> str:
 
 
 def test_split_is_the_last_tenth_encoded_once(text):
-    splits = train.split_text(text)
+    splits = batching.split_text(text)
     assert splits.tokenizer.vocab_size == 66 and len(splits.tokenizer.chars) == 65
     assert len(splits.val) == len(text) // 10
     assert splits.tokenizer.decode(splits.val.tolist()) == text[len(text) - len(text) // 10:]
@@ -64,8 +64,8 @@ def test_split_is_the_last_tenth_encoded_once(text):
 
 
 def test_default_run_is_15_epochs_of_122_batches(text):
-    splits = train.split_text(text)
-    assert train.batches_per_epoch(len(splits.train), 256, 32) == 122
+    splits = batching.split_text(text)
+    assert batching.batches_per_epoch(len(splits.train), 256, 32) == 122
 
 
 def test_default_model_has_836096_parameters():
@@ -75,47 +75,50 @@ def test_default_model_has_836096_parameters():
 
 def test_targets_are_inputs_shifted_by_one():
     ids = torch.arange(1000)
-    x, y = train.get_batch(ids, step=7, seed=1, block_size=10, batch_size=5)
+    x, y = batching.get_batch(ids, step=7, seed=1, block_size=10, batch_size=5)
     assert x.shape == y.shape == (5, 10)
     assert torch.equal(y, x + 1)
 
 
 def test_an_epoch_visits_every_example_once_at_one_offset():
     ids, block, batch = torch.arange(1000), 10, 7
-    per_epoch = train.batches_per_epoch(len(ids), block, batch)
-    starts = torch.cat([train.get_batch(ids, s, 3, block, batch)[0][:, 0] for s in range(per_epoch)])
+    per_epoch = batching.batches_per_epoch(len(ids), block, batch)
+    starts = torch.cat([batching.get_batch(ids, s, 3, block, batch)[0][:, 0] for s in range(per_epoch)])
     assert len(set(starts.tolist())) == len(starts) == per_epoch * batch
     assert len({int(s) % block for s in starts}) == 1
 
 
 def test_order_is_a_pure_function_of_seed_and_step():
     ids = torch.arange(5000)
-    first = [train.get_batch(ids, s, 9, 16, 8)[0] for s in (0, 40, 41)]
-    again = [train.get_batch(ids, s, 9, 16, 8)[0] for s in (41, 0, 40)]
+    first = [batching.get_batch(ids, s, 9, 16, 8)[0] for s in (0, 40, 41)]
+    again = [batching.get_batch(ids, s, 9, 16, 8)[0] for s in (41, 0, 40)]
     assert torch.equal(first[0], again[1]) and torch.equal(first[2], again[0])
-    assert not torch.equal(train.get_batch(ids, 0, 9, 16, 8)[0], train.get_batch(ids, 0, 10, 16, 8)[0])
-    per_epoch = train.batches_per_epoch(len(ids), 16, 8)
-    offsets = {int(train.get_batch(ids, e * per_epoch, 9, 16, 8)[0][0, 0]) % 16 for e in range(8)}
+    assert not torch.equal(batching.get_batch(ids, 0, 9, 16, 8)[0], batching.get_batch(ids, 0, 10, 16, 8)[0])
+    per_epoch = batching.batches_per_epoch(len(ids), 16, 8)
+    offsets = {int(batching.get_batch(ids, e * per_epoch, 9, 16, 8)[0][0, 0]) % 16 for e in range(8)}
     assert len(offsets) > 1, "every epoch should cut the text at its own offset"
 
 
 def test_validation_blocks_cover_the_split_in_order():
-    batches = train.val_batches(torch.arange(105), block_size=10, batch_size=4)
+    batches = batching.val_batches(torch.arange(105), block_size=10, batch_size=4)
     x = torch.cat([b[0] for b in batches])
     assert torch.equal(x.flatten(), torch.arange(100))
     assert all(torch.equal(b[1], b[0] + 1) for b in batches)
 
 
 def test_too_little_text_is_a_clear_error():
-    with pytest.raises(train.TrainingError, match="too short for one batch"):
-        train.batches_per_epoch(100, 16, 32)
+    assert batching.batches_per_epoch(100, 16, 32) == 0
+    with pytest.raises(DataError, match="too short for one batch"):
+        batching.check_one_batch(100, 16, 32)
+    with pytest.raises(DataError, match="too short for one batch"):
+        batching.get_batch(torch.arange(100), 0, 1, 16, 32)
 
 
 # --- schedule ---------------------------------------------------------------------------------------
 
 
 def test_warmup_then_cosine_to_near_zero():
-    lrs = [train.warmup_cosine(s, 1000, 2e-3, 100) for s in range(1000)]
+    lrs = [schedules.warmup_cosine(s, 1000, 2e-3, 100) for s in range(1000)]
     assert lrs[0] == pytest.approx(2e-5) and lrs[99] == pytest.approx(2e-3)
     assert all(a < b for a, b in zip(lrs[:99], lrs[1:100]))
     assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))
@@ -212,7 +215,7 @@ def test_resume_refuses_a_names_checkpoint(trained, small, tmp_path, capsys):
 
 
 def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
-    splits = train.split_text(small.read_text())
+    splits = batching.split_text(small.read_text())
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     monkeypatch.setattr(train, "lm_loss", lambda model, x, y: model(x).sum() * float("nan"))
     with pytest.raises(train.TrainingError, match="the loss became nan at step 1; lower --lr"):
@@ -220,7 +223,7 @@ def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
 
 
 def test_bfloat16_autocast_trains(small, tmp_path):
-    splits = train.split_text(small.read_text())
+    splits = batching.split_text(small.read_text())
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     result = train.train_text(splits, config, train.RunConfig(steps=20, batch_size=4, dtype="bfloat16"), tmp_path,
                               eval_interval=10, progress=False)
@@ -280,6 +283,7 @@ def notebook_functions(name: str, *functions: str) -> dict:
 
     cells = json.loads((pathlib.Path(__file__).parent.parent / "book" / name).read_text())["cells"]
     namespace = {"torch": torch, "math": math, "random": __import__("random"), "train": train,
+                 "batching": batching, "schedules": schedules, "precision": precision,
                  "device": torch.device("cpu")}
     for cell in cells:
         source = "".join(cell["source"])
@@ -293,13 +297,13 @@ def test_chapter_9_get_batch_is_the_packages():
     ns = notebook_functions("09_shakespeare_data.ipynb", "examples_per_epoch", "epoch_plan", "get_batch")
     ids = torch.randint(0, 66, (20_000,), generator=torch.Generator().manual_seed(0))
     for step in (0, 5, 77, 300):
-        ours, theirs = ns["get_batch"](ids, step, 3, 32, 8), train.get_batch(ids, step, 3, 32, 8)
+        ours, theirs = ns["get_batch"](ids, step, 3, 32, 8), batching.get_batch(ids, step, 3, 32, 8)
         assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
 
 
 
 def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
-    splits = train.split_text(small.read_text())
+    splits = batching.split_text(small.read_text())
     config, run_config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2), \
         train.RunConfig(steps=30, batch_size=4, dtype="bfloat16")
     train.train_text(splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False)
@@ -328,7 +332,7 @@ def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
 def test_chapter_10_schedule_and_step_are_the_packages():
     ns = notebook_functions("10_training_loop.ipynb", "warmup_cosine", "step_fn")
     assert [ns["warmup_cosine"](s, 500, 1e-3, 40) for s in range(500)] == \
-        [train.warmup_cosine(s, 500, 1e-3, 40) for s in range(500)]
+        [schedules.warmup_cosine(s, 500, 1e-3, 40) for s in range(500)]
     config, out = GPTConfig(20, 8, 1, 16, 2), []
     x, y = torch.randint(0, 20, (4, 8)), torch.randint(0, 20, (4, 8))
     for step in (ns["step_fn"], lambda *a: train.text_step(*a, torch.device("cpu"), "float32")):
