@@ -171,3 +171,14 @@ def test_resume_with_changed_flags_and_checkpoints_of_the_wrong_kind(tmp_path, c
     line = one_error_line(capsys, "sample", "--checkpoint", tmp_path / "foreign.pt")
     assert "is truncated or not a checkpoint" in line
     assert {p: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def test_the_scalar_engines_run_without_torch(data_dir):
+    """cli imports torch only inside the torch commands, so Part I's engines run where it is not installed."""
+    code = ("import sys; sys.modules['torch'] = None  # any import of torch now fails\n"
+            "from microgpt import cli\n"
+            "raise SystemExit(cli.main(['train', 'names', '--engine', 'scalar-fused', '--steps', '3', "
+            "'--log-every', '1', '--num-samples', '2']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "step    3 /    3 | loss" in result.stdout and "sample  2:" in result.stdout
