@@ -39,16 +39,20 @@ def capability(device: torch.device) -> tuple[int, int]:
     return torch.cuda.get_device_capability(device)
 
 
+def cuda_auto(major: int, minor: int) -> tuple[str, str]:
+    """What ``--dtype auto`` picks on a CUDA GPU of compute capability ``major.minor``, and why."""
+    if major >= 8:
+        return "bfloat16", f"compute capability {major}.{minor} >= 8.0 computes bfloat16 natively"
+    if major >= 7:
+        return "float16", (f"compute capability {major}.{minor} < 8.0 only emulates bfloat16; "
+                           "float16 tensor cores, with gradient scaling")
+    return "float32", f"compute capability {major}.{minor} has no tensor cores"
+
+
 def auto_dtype(device: torch.device) -> tuple[str, str]:
     """What ``--dtype auto`` picks on ``device``, and why."""
     if device.type == "cuda":
-        major, minor = capability(device)
-        if major >= 8:
-            return "bfloat16", f"compute capability {major}.{minor} >= 8.0 computes bfloat16 natively"
-        if major >= 7:
-            return "float16", (f"compute capability {major}.{minor} < 8.0 only emulates bfloat16; "
-                               "float16 tensor cores, with gradient scaling")
-        return "float32", f"compute capability {major}.{minor} has no tensor cores"
+        return cuda_auto(*capability(device))
     if device.type == "cpu":
         found = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
         if found:
