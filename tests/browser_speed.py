@@ -31,19 +31,11 @@ def ms_per_step(lines: list[str]) -> float:
     return float(next(m.group(1) for line in lines if (m := SUMMARY.match(line))))
 
 
-def cpython_run(argv: list[str]) -> tuple[float, list[str]]:
-    out = tb.io.StringIO()
-    with tb.contextlib.redirect_stdout(out), tb.contextlib.redirect_stderr(out):
-        assert tb.cli.main(argv) == 0, out.getvalue()
-    lines = out.getvalue().splitlines()
-    return ms_per_step(lines), [line for line in lines if not line.startswith("trained ")]
-
-
-def browser_run(page, argv: list[str]) -> tuple[float, list[str]]:
+def browser_run(page, argv: list[str]) -> list[str]:
+    """What the page printed for ``microgpt <argv>``, run with its controls."""
     tb.train_in_page(page, argv[5], argv[7], argv[3], argv[9])
     assert page.inner_text("#mgpt-status").startswith("Done"), page.inner_text("#mgpt-log")
-    lines = page.inner_text("#mgpt-log").splitlines()[1:]
-    return ms_per_step(lines), [line for line in lines if not line.startswith("trained ")]
+    return tb.page_output(page)[1]
 
 
 def machine() -> str:
@@ -90,9 +82,9 @@ def main() -> None:
             for engine, flag in ENGINES.items():
                 argv = ["train", "names", "--engine", flag, "--steps", str(args.steps), "--seed", "42",
                         "--temperature", "0.5", "--log-every", "1"]
-                in_page, page_lines = browser_run(visit.page, argv)
-                in_cpython, cpython_lines = cpython_run(argv)
-                assert page_lines == cpython_lines, f"{engine}: the page and CPython printed different lines"
+                page_lines, cpython_lines = browser_run(visit.page, argv), tb.cli_output(argv)
+                assert tb.untimed(page_lines) == tb.untimed(cpython_lines), f"{engine}: the two printed different lines"
+                in_page, in_cpython = ms_per_step(page_lines), ms_per_step(cpython_lines)
                 times[engine]["browser"].append(in_page)
                 times[engine]["cpython"].append(in_cpython)
                 print(f"{engine}: browser {in_page:.1f} ms/step, CPython {in_cpython:.1f} ms/step", flush=True)

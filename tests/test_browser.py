@@ -275,12 +275,17 @@ def test_the_api_reference(visit, server):
     assert not v.outside and not v.errors, (v.outside, v.errors)
 
 
-def cpython_transcript(argv: list[str]) -> list[str]:
-    """What ``microgpt <argv>`` prints in this CPython, stdout and stderr in order, the timing line left out."""
+def cli_output(argv: list[str]) -> list[str]:
+    """What ``microgpt <argv>`` prints in this CPython, stdout and stderr in order."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         assert cli.main(argv) == 0, out.getvalue()
-    return [line for line in out.getvalue().splitlines() if not line.startswith("trained ")]
+    return out.getvalue().splitlines()
+
+
+def untimed(lines: list[str]) -> list[str]:
+    """The lines without the timing summary, the one line two runs never share."""
+    return [line for line in lines if not line.startswith("trained ")]
 
 
 def train_in_page(page, steps: str, seed: str, engine: str, temperature: str) -> None:
@@ -293,10 +298,10 @@ def train_in_page(page, steps: str, seed: str, engine: str, temperature: str) ->
     page.wait_for_function("!document.getElementById('mgpt-train').disabled", timeout=300_000)
 
 
-def page_transcript(page) -> tuple[list[str], list[str]]:
-    """The command the page ran and the lines it printed (timing line left out)."""
+def page_output(page) -> tuple[str, list[str]]:
+    """The command the page ran and the lines it printed."""
     command, *lines = page.inner_text("#mgpt-log").splitlines()
-    return command, [line for line in lines if not line.startswith("trained ")]
+    return command, lines
 
 
 @pytest.mark.parametrize("engine", ["scalar-fused", "scalar"])
@@ -306,11 +311,11 @@ def test_training_in_the_browser_prints_what_cpython_prints(visit, engine):
     train_in_page(page, "20", "42", engine, "0.5")
     assert page.inner_text("#mgpt-message") == "", page.inner_text("#mgpt-message")
     assert page.inner_text("#mgpt-status") == "Done: 20 steps.", page.inner_text("#mgpt-log")
-    command, lines = page_transcript(page)
+    command, lines = page_output(page)
     argv = command.removeprefix("$ microgpt ").split()
     assert argv == ["train", "names", "--engine", engine, "--steps", "20", "--seed", "42",
                     "--temperature", "0.5", "--log-every", "1"]
-    expected = cpython_transcript(argv)
+    lines, expected = untimed(lines), untimed(cli_output(argv))
     assert lines == expected, "the page's run differs from CPython's:\n" + "\n".join(lines)
     assert sum(line.startswith("step ") for line in lines) == 20
     samples = page.eval_on_selector_all("#mgpt-samples li", "lis => lis.map(li => li.textContent)")
@@ -340,7 +345,7 @@ def test_the_training_page_refuses_bad_input_and_stops(visit):
         train_in_page(page, steps, seed, "scalar-fused", temperature)
         assert page.inner_text("#mgpt-message").startswith(message), (steps, seed, temperature)
     assert not any("pyodide" in url for url in v.local), "bad input started Python"
-    page.locator("#mgpt-form").scroll_into_view_if_needed()
+    page.locator("#mgpt-form").evaluate("form => form.scrollIntoView()")
     screenshot(page, "training_refused")
     page.fill("#mgpt-steps", "1000")
     page.fill("#mgpt-temperature", "0.5")
@@ -367,7 +372,7 @@ def test_a_failed_python_load_says_so_in_one_line(visit):
     assert message.startswith("Python could not be loaded in this browser (Pyodide failed to start: "), message
     assert message.endswith("reload the page to try again.") and "\n" not in message, message
     assert "pyodide.asm.wasm" in message, message
-    page.locator("#mgpt-form").scroll_into_view_if_needed()
+    page.locator("#mgpt-form").evaluate("form => form.scrollIntoView()")
     screenshot(page, "training_load_failed")
     assert not v.outside, v.outside
 

@@ -49,7 +49,9 @@ def speed_substitutions(root: Path) -> dict[str, str]:
     record = json.loads((root / SPEED).read_text())
     subs = {"browser_machine": record["machine"], "browser_chromium": record["browser"],
             "browser_pyodide": record["pyodide"], "browser_cpython": record["cpython"],
-            "browser_steps": str(record["steps"]), "browser_rounds": str(record["rounds"])}
+            "browser_steps": str(record["steps"]), "browser_rounds": str(record["rounds"]),
+            "browser_load_before": f"{record['load_average']['before']:.1f}",
+            "browser_load_after": f"{record['load_average']['after']:.1f}"}
     for engine, row in record["engines"].items():
         for where in ("browser", "cpython"):
             subs[f"{where}_{engine}_ms"] = f"{row[where]['median_ms']:.1f}"
@@ -58,14 +60,15 @@ def speed_substitutions(root: Path) -> dict[str, str]:
     engines = record["engines"]
     download = sum((pyodide_dir(root) / name).stat().st_size for name in PYODIDE_FILES)
     subs["browser_download_mb"] = f"{download / 1e6:.0f}"
-    subs["browser_atomic_vs_fused"] = f"{engines['atomic']['browser']['median_ms'] / engines['fused']['browser']['median_ms']:.1f}"
-    subs["browser_fused_1000_s"] = f"{engines['fused']['browser']['median_ms']:.0f}"  # ms/step = s per 1,000 steps
+    atomic, fused = (engines[name]["browser"]["median_ms"] for name in ("atomic", "fused"))
+    subs["browser_atomic_vs_fused"] = f"{atomic / fused:.1f}"
+    subs["browser_fused_1000_s"] = f"{fused:.0f}"  # ms per step = seconds per 1,000 steps
     return subs
 
 
 def on_config_inited(app: Sphinx, config) -> None:
     root = Path(app.srcdir)
-    pyodide_dir(root)  # fail early, before hours of rendering
+    pyodide_dir(root)  # fail at once, before rendering any page
     config.myst_substitutions = {**(config.myst_substitutions or {}), **speed_substitutions(root)}
 
 

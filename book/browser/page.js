@@ -92,14 +92,18 @@
   function failToLoad(reason) {
     if (worker) worker.terminate();
     worker = null;
-    message.textContent = `Python could not be loaded in this browser (${reason}); check the connection and reload the page to try again.`;
+    message.textContent = `Python could not be loaded in this browser (${reason}); `
+                        + "check the connection and reload the page to try again.";
     finish("");
   }
 
   function startWorker() {
     if (typeof Worker === "undefined") return failToLoad("this browser has no Web Workers");
     worker = new Worker(new URL("../browser/worker.js", document.baseURI), { type: "module" });
-    worker.onerror = (event) => { event.preventDefault(); failToLoad(event.message || "the worker script did not start"); };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      failToLoad(event.message || "the worker script did not start");
+    };
     worker.onmessage = ({ data }) => {
       if (data.type === "status") status.textContent = data.text;
       else if (data.type === "fatal") failToLoad(`Pyodide failed to start: ${data.text}`);

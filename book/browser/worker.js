@@ -65,7 +65,8 @@ self.onmessage = async ({ data }) => {
     if (!python) {
       self.postMessage({ type: "status", text: "Loading Python (Pyodide) and microgpt…" });
       python = await startPython();
-      self.postMessage({ type: "status", text: `Python ${python.runPython("import platform; platform.python_version()")} ready.` });
+      const version = python.runPython("import platform; platform.python_version()");
+      self.postMessage({ type: "status", text: `Python ${version} ready.` });
     }
   } catch (err) {
     self.postMessage({ type: "fatal", text: failed || String(err && err.message ? err.message : err).split("\n")[0] });
