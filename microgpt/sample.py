@@ -14,39 +14,57 @@ from torch import Tensor
 from microgpt.tokenizer import CharTokenizer
 
 
-def check_sampling(temperature: float, top_k: int | None) -> None:
-    """Reject a temperature that is not > 0 and a top-k that is not a positive integer."""
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None = None) -> None:
+    """Reject a temperature that is not > 0, a top-k that is not a positive integer, a top-p outside (0, 1]."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
+def nucleus(logits: Tensor, top_p: float) -> Tensor:
+    """``logits`` with all but the nucleus set to -inf: the likeliest tokens whose probabilities first sum to ``top_p``.
+
+    A token stays when the tokens likelier than it hold less than ``top_p`` between them, so the likeliest
+    one always stays (Holtzman et al., 2020).
+    """
+    probs, order = logits.softmax(dim=-1).sort(dim=-1, descending=True)
+    before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each one
+    drop = torch.zeros_like(before, dtype=torch.bool).scatter(-1, order, before >= top_p)
+    return logits.masked_fill(drop, float("-inf"))
 
 
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
-                generator: torch.Generator | None = None, banned: int | None = None) -> Tensor:
-    """One token id per row of ``logits`` (B, vocab): scaled by ``1/temperature``, only the ``top_k`` best kept.
+                generator: torch.Generator | None = None, banned: int | None = None,
+                top_p: float | None = None) -> Tensor:
+    """One token id per row of ``logits`` (B, vocab): scaled by ``1/temperature``, then cut to the ``top_k``
+    best, then to the nucleus of probability ``top_p``.
 
     A ``banned`` token is never drawn (e.g. BOS in running text, where it never occurs).
     """
-    check_sampling(temperature, top_k)
+    check_sampling(temperature, top_k, top_p)
     logits = logits / temperature
     if banned is not None:
         logits[:, banned] = float("-inf")
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        logits = nucleus(logits, top_p)
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
 
 
 @torch.no_grad()
 def generate(model, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              generator: torch.Generator | None = None, stop_token: int | None = None,
-             use_cache: bool = True, banned: int | None = None) -> Tensor:
+             use_cache: bool = True, banned: int | None = None, top_p: float | None = None) -> Tensor:
     """Extend ``idx`` (B, T) by up to ``max_new_tokens``; stop early once every row has produced ``stop_token``.
 
     ``use_cache=False`` recomputes the whole (cropped) context every step: slower, same tokens.
     """
-    check_sampling(temperature, top_k)
+    check_sampling(temperature, top_k, top_p)
     if idx.dim() != 2 or idx.shape[1] < 1:
         raise ValueError(f"idx must be (B, T) with T >= 1, got shape {tuple(idx.shape)}")
     if max_new_tokens < 0:
@@ -56,7 +74,7 @@ def generate(model, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, 
     stopped = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     logits = model(idx[:, -block:], cache)[:, -1]
     for i in range(max_new_tokens):
-        token = sample_next(logits, temperature, top_k, generator, banned)
+        token = sample_next(logits, temperature, top_k, generator, banned, top_p)
         idx = torch.cat([idx, token], dim=1)
         if stop_token is not None:
             stopped |= token[:, 0] == stop_token

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from microgpt.model import GPT, GPTConfig
-from microgpt.sample import generate, sample_docs, sample_next
+from microgpt.sample import generate, nucleus, sample_docs, sample_next
 from microgpt.tokenizer import CharTokenizer
 
 
@@ -88,3 +88,41 @@ def test_bad_shapes_are_clear_errors(model):
         generate(model, torch.zeros(1, 0, dtype=torch.long), 3)
     with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
         generate(model, torch.zeros(1, 1, dtype=torch.long), -1)
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.05, 0.3, 0.15]])
+    logits, g = probs.log(), torch.Generator().manual_seed(0)
+    draw = lambda p: {sample_next(logits, 1.0, None, g, top_p=p).item() for _ in range(300)}
+    assert draw(0.5) == {0}  # the likeliest alone holds 0.5
+    assert draw(0.51) == {0, 2}  # 0.5 is not enough: the next likeliest joins
+    assert draw(0.8) == {0, 2}  # 0.5 + 0.3 reaches 0.8
+    assert draw(0.81) == {0, 2, 3}
+    assert draw(1e-6) == {0}  # the likeliest token always stays
+    assert draw(1.0) == {0, 1, 2, 3}
+
+
+def test_top_p_renormalises_the_nucleus():
+    logits = torch.tensor([[0.6, 0.3, 0.1]]).log()
+    kept = nucleus(logits, 0.7).softmax(-1)
+    assert torch.allclose(kept, torch.tensor([[2 / 3, 1 / 3, 0.0]]))
+
+
+def test_top_p_works_per_row_and_after_top_k():
+    logits = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]]).log()
+    g = torch.Generator().manual_seed(0)
+    rows = [sample_next(logits, 1.0, None, g, top_p=0.6).flatten().tolist() for _ in range(50)]
+    assert {tuple(r) for r in rows} == {(0, 2)}
+    both_cuts = {sample_next(logits[:1], 1.0, 2, g, top_p=0.99).item() for _ in range(300)}
+    assert both_cuts == {0, 1}  # top-k removed token 2 first; the nucleus of what remains is both
+
+
+def test_top_p_gives_the_same_tokens_as_recomputing(model):
+    cached, full = both(model, torch.zeros(4, 1, dtype=torch.long), 20, top_p=0.9)
+    assert torch.equal(cached, full)
+
+
+@pytest.mark.parametrize("top_p", [0, 0.0, -0.1, 1.5, float("nan"), True, "0.9"])
+def test_bad_top_p_is_a_clear_error(model, top_p):
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+        generate(model, torch.zeros(1, 1, dtype=torch.long), 3, top_p=top_p)
