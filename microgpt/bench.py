@@ -39,7 +39,7 @@ from microgpt.data import DataError, load_names, load_shakespeare
 from microgpt.device import DeviceError, pick_device
 from microgpt.model import GPT
 from microgpt.port import gpt_from_scalar
-from microgpt.precision import resolve_dtype
+from microgpt.precision import grad_scaler, resolve_dtype
 from microgpt.tokenizer import CharTokenizer
 
 ALL_THREADS = torch.get_num_threads()  # torch's default (one per core), read before a suite changes it
@@ -208,11 +208,11 @@ def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa:
     model = GPT(config, sdpa=sdpa).to(device)
     optimizer = train.make_text_optimizer(model, run, device) if fused else plain_adamw(model, run)
     flops = step_flops(model, run.batch_size)
-    forward = torch.compile(model) if compile else model
+    forward, scaler = torch.compile(model) if compile else model, grad_scaler(device, dtype)
 
     def step(i: int) -> int:
         x, y = batches[i % len(batches)]
-        train.text_step(forward, optimizer, x, y, run.lr, run.grad_clip, device, dtype)
+        train.text_step(forward, optimizer, x, y, run.lr, run.grad_clip, device, dtype, scaler)
         return x.numel()
 
     return Rung(name, step, steps, flops, dtype, default)
@@ -229,9 +229,9 @@ def shakespeare_rungs(device: torch.device, steps: int, compile: bool, small: bo
              text_rung("+ fused AdamW", data, device, steps, sdpa=False, fused=True, dtype="float32"),
              text_rung("+ SDPA attention", data, device, steps, sdpa=True, fused=True, dtype="float32",
                        default=dtype == "float32")]
-    if dtype == "bfloat16":  # only where resolve_dtype would train in it: natively supported
-        rungs.append(text_rung("+ bf16 autocast", data, device, steps, sdpa=True, fused=True, dtype=dtype,
-                               default=True))
+    if dtype != "float32":  # only where resolve_dtype would train in it: natively supported
+        name = "+ bf16 autocast" if dtype == "bfloat16" else "+ fp16 autocast, GradScaler"
+        rungs.append(text_rung(name, data, device, steps, sdpa=True, fused=True, dtype=dtype, default=True))
     if compile:
         compiled = text_rung("+ torch.compile", data, device, steps, sdpa=True, fused=True, dtype=dtype, compile=True)
         rungs.append(compile_now(compiled, device))
@@ -252,11 +252,12 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, reps: int = 
 
 
 def matmul_peaks(device: torch.device) -> dict:
-    """The device's measured matmul GFLOP/s in float32 and, where natively supported, bfloat16."""
+    """The device's measured matmul GFLOP/s in float32 and in the 16-bit format ``--dtype auto`` picks there."""
     n = 2048 if device.type == "cpu" else 8192
     peaks = {"size": n, "float32": matmul_gflops(device, torch.float32, n)}
-    if resolve_dtype("auto", device) == "bfloat16":
-        peaks["bfloat16"] = matmul_gflops(device, torch.bfloat16, n)
+    auto = resolve_dtype("auto", device)
+    if auto != "float32":
+        peaks[auto] = matmul_gflops(device, getattr(torch, auto), n)
     return peaks
 
 
@@ -392,8 +393,8 @@ def print_notes(report: dict) -> None:
             print(f"{r['rung']}: the first step took {r['compile_s']:.1f} s (compiling; not in the table)")
     if "matmul_peak_gflops_per_s" in report:
         p = report["matmul_peak_gflops_per_s"]
-        bf16 = f", bfloat16 {p['bfloat16']:.0f}" if "bfloat16" in p else ""
-        print(f"matmul peak ({p['size']}x{p['size']}, fastest of 20): float32 {p['float32']:.0f}{bf16} GFLOP/s; "
+        half = "".join(f", {k} {p[k]:.0f}" for k in ("bfloat16", "float16") if k in p)
+        print(f"matmul peak ({p['size']}x{p['size']}, fastest of 20): float32 {p['float32']:.0f}{half} GFLOP/s; "
               "% peak is against the rung's matmul format")
         print("GFLOP/s: 6 FLOPs per matmul weight per token, plus 12 x n_layer x n_embd x block_size per token "
               "for attention (the full T x T square)")
@@ -442,9 +443,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
             raise ValueError(f"--json {args.json}: its folder does not exist")
         device = pick_device(args.device)
+        compile = not args.no_compile and device.type != "mps"
+        if compile != (not args.no_compile):
+            print("microgpt.bench: no torch.compile rungs on MPS (microgpt does not compile there)", file=sys.stderr)
         for name in SUITES if args.suite == "all" else [args.suite]:
-            reports[name] = report = run_suite(name, device, args.steps, args.rounds, not args.no_compile,
-                                               args.threads, args.small)
+            reports[name] = report = run_suite(name, device, args.steps, args.rounds, compile, args.threads,
+                                               args.small)
             print_table(report["results"], report["machine"], report["baseline"])
             print_notes(report)
             print()

@@ -131,6 +131,9 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     device = pick_device(args.device)
     if args.dtype == "float64" and device.type == "mps":
         raise CLIError("MPS has no float64; use --dtype float32")
+    if args.compile and device.type == "mps":
+        raise CLIError("--compile: microgpt does not use torch.compile on MPS (its MPS backend is a prototype); "
+                       "run without it")
     rng = random.Random(args.seed)
     rng.shuffle(docs)
     tok = CharTokenizer.from_docs(docs)

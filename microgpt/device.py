@@ -36,3 +36,8 @@ def pick_device(name: str | None = None) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise DeviceError(f"{name} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def has_fused_adam(device: torch.device) -> bool:
+    """Whether torch has fused Adam/AdamW kernels for ``device``: CPU and CUDA, and MPS from torch 2.5."""
+    return device.type in ("cpu", "cuda") or (device.type == "mps" and torch.__version__ >= "2.5")

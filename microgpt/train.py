@@ -27,6 +27,7 @@ from microgpt.batching import (NamesData, TextSplits, batches_per_epoch, check_o
                                names_tokens, val_batches)
 from microgpt.checkpoint import check_resumable, save_checkpoint, set_rng_state, truncate_metrics
 from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS, GPTConfig
+from microgpt.device import has_fused_adam
 from microgpt.model import GPT
 from microgpt.precision import autocast, grad_scaler, resolve_dtype
 from microgpt.schedules import linear_decay, warmup_cosine
@@ -68,8 +69,8 @@ NAMES_BETAS, NAMES_EPS = (0.85, 0.99), 1e-8  # the original's Adam
 
 
 def make_names_optimizer(model: torch.nn.Module, lr: float = 0.01) -> torch.optim.Adam:
-    """Adam with the original's settings, in one fused kernel where torch has one for the device (CPU, CUDA)."""
-    fused = next(model.parameters()).device.type in ("cpu", "cuda")
+    """Adam with the original's settings, in one fused kernel where torch has one for the device."""
+    fused = has_fused_adam(next(model.parameters()).device)
     return torch.optim.Adam(model.parameters(), lr=lr, betas=NAMES_BETAS, eps=NAMES_EPS, fused=fused)
 
 
@@ -224,7 +225,7 @@ def evaluate(model: torch.nn.Module, batches, device: torch.device, dtype: str) 
 
 def make_text_optimizer(model: torch.nn.Module, run: RunConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW over every weight, fused into one kernel where torch has one for the device."""
-    fused = device.type in ("cpu", "cuda")
+    fused = has_fused_adam(device)
     return torch.optim.AdamW(model.parameters(), lr=run.lr, betas=(0.9, 0.99),
                              weight_decay=run.weight_decay, fused=fused)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from microgpt import cli, precision, train
+from microgpt import batching, cli, precision, train
 from microgpt.checkpoint import load_checkpoint
 from microgpt.config import GPTConfig
 from microgpt.model import GPT
@@ -113,12 +113,12 @@ def test_autocast_casts_matmuls_to_the_chosen_dtype():
 
 @pytest.fixture(scope="module")
 def splits(data_dir):
-    return train.split_text((data_dir / "tinyshakespeare.txt").read_text()[:20_000])
+    return batching.split_text((data_dir / "tinyshakespeare.txt").read_text()[:20_000])
 
 
 def test_float16_step_unscales_before_clipping(splits, monkeypatch):
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
-    x, y = train.get_batch(splits.train, 0, 1337, 16, 4)
+    x, y = batching.get_batch(splits.train, 0, 1337, 16, 4)
     torch.manual_seed(0)
     model = GPT(config, sdpa=True)
     train.lm_loss(model, x, y).backward()
