@@ -17,10 +17,11 @@ cd "$(dirname "$0")/../../.."
 THREADS=${THREADS:-2}
 LRS=${LRS:-"1e-3 2e-3 4e-3 6e-3 8e-3 1.2e-2"}
 SEEDS=${SEEDS:-"1337 1338"}
-DROPOUTS=${DROPOUTS:-"0.1 0.2"}
+DROPOUTS=${DROPOUTS-"0.1 0.2"}  # DROPOUTS="" runs none
 DEFAULT_LR=${DEFAULT_LR:-4e-3}
-HERE=book/results/lr_sweep
-SCRATCH=runs/lr_sweep
+HERE=${HERE:-book/results/lr_sweep}  # where records/ and summary.json go
+EXTRA=${EXTRA:-}  # flags added to every run, e.g. a smoke test: EXTRA="--steps 4 --n-embd 16"
+SCRATCH=${SCRATCH:-runs/lr_sweep}
 mkdir -p "$HERE/records" "$SCRATCH"
 
 one_run() {  # one_run NAME ARGS...: train, then record how
@@ -30,7 +31,7 @@ one_run() {  # one_run NAME ARGS...: train, then record how
     local began; began=$(date -u +"%Y-%m-%d %H:%M UTC")
     local t0; t0=$(date +%s.%N)
     OMP_NUM_THREADS=$THREADS microgpt train shakespeare --out "$SCRATCH/$name" --quiet "$@" \
-        > "$SCRATCH/$name.log" 2>&1
+        > "$SCRATCH/$name.log" 2>&1 || { echo "$name failed: $(tail -1 "$SCRATCH/$name.log")" >&2; exit 1; }
     local t1; t1=$(date +%s.%N)
     cp "$SCRATCH/$name/metrics.jsonl" "$HERE/records/$name.jsonl"
     python - "$HERE/records/$name" "$began" "$t0" "$t1" "$THREADS" "microgpt train shakespeare $*" <<'PY'
@@ -58,12 +59,12 @@ PY
 
 for lr in $LRS; do
     for seed in $SEEDS; do
-        one_run "lr${lr}_seed${seed}" --lr "$lr" --seed "$seed"
+        one_run "lr${lr}_seed${seed}" --lr "$lr" --seed "$seed" $EXTRA
     done
 done
 for p in $DROPOUTS; do
     for seed in $SEEDS; do
-        one_run "dropout${p}_seed${seed}" --lr "$DEFAULT_LR" --seed "$seed" --dropout "$p"
+        one_run "dropout${p}_seed${seed}" --lr "$DEFAULT_LR" --seed "$seed" --dropout "$p" $EXTRA
     done
 done
 
@@ -74,7 +75,7 @@ runs = [json.loads(p.read_text()) | {"name": p.stem} for p in sorted((here / "re
 machines = sorted({r["machine"] for r in runs}); threads = sorted({r["threads"] for r in runs})
 commits = sorted({r["commit"] for r in runs})
 json.dump({
-    "how": f"book/results/lr_sweep/run.sh: {len(runs)} default runs (1,830 steps), one at a time, "
+    "how": f"book/results/lr_sweep/run.sh: {len(runs)} runs of {sorted({r['steps'] for r in runs})} steps, one at a time, "
            f"{threads} threads, {machines}, commit(s) {commits}",
     "runs": runs,
 }, open(here / "summary.json", "w"), indent=1)
