@@ -47,6 +47,7 @@ CHROMIUM_FLAGS = [
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
 ]  # Playwright adds a fresh --user-data-dir of its own for every launch
 CHAPTER = "book/01_data_and_tokenizer.html"
+SETUP = "book/00b_setup.html"
 TRAINING = "book/04b_training_in_the_browser.html"
 # Console errors every reader's browser logs on Jupyter Book 1.0.4's pages, harmless and not ours to fix:
 # sphinx-thebe's settings script is included twice (thebe itself is off), and pydata-sphinx-theme finds
@@ -262,6 +263,21 @@ def test_a_chapter_page(visit, server):
     page.locator("article img").first.scroll_into_view_if_needed()
     screenshot(page, "chapter_figure")
     assert v.outside == [], f"{CHAPTER} asked for outside resources besides MathJax: {v.outside}"
+    assert not v.errors, f"console errors: {v.errors}"
+
+
+def test_the_setup_page(visit, server):
+    v = visit(SETUP)
+    page = v.page
+    assert page.locator("article h1").count() == 1
+    assert page.locator("article h2", has_text="Colab, step by step").count() == 1
+    images = wait_for_images(page)
+    assert images and all(i["width"] > 0 for i in images), f"{SETUP}: figures that did not load: {images}"
+    assert page.locator("article table").count() >= 1, f"{SETUP} lost its table of GPUs"
+    assert page.locator("a.left-prev").count() == 1 and page.locator("a.right-next").count() == 1
+    assert_links_resolve(internal_links(page, server))
+    screenshot(page, "setup")
+    assert v.outside == [], f"{SETUP} asked for outside resources besides MathJax: {v.outside}"
     assert not v.errors, f"console errors: {v.errors}"
 
 

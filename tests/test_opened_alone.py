@@ -1,0 +1,170 @@
+"""Every chapter runs opened alone, as Colab opens it: the .ipynb by itself in an empty folder.
+
+Each notebook is copied alone into an empty folder and run in a kernel whose ``google.colab`` is importable
+and imported (so the setup cell installs the package, as on Colab) and whose Python is a throwaway
+environment layered over this one (torch and the rest already there, as Colab has them, but no
+microgpt). git's ``url.<clone>.insteadOf`` points the setup cell's GitHub URL at a local clone of this
+working tree, so the install is the real one, non-editable and offline. The recorded results come from
+a local HTTP server through ``MICROGPT_RESULTS_URL``; the datasets from ``MICROGPT_DATA``. Outputs are
+not compared (``pytest --nbval`` does that); the test checks that every cell runs. Two notebooks run at
+a time.
+"""
+
+import http.server
+import json
+import os
+import shutil
+import site
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "book").glob("*.ipynb"))
+REPOSITORY = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"]
+WHERE = "MICROGPT_FILE="
+CHECK_CELL = f"import microgpt\nprint({WHERE!r} + microgpt.__file__)"
+OFFLINE_AGAIN = "00_intro"  # reads a recorded benchmark; run a second time with the server gone
+RUNNER = """
+import sys, nbclient, nbformat
+nb = nbformat.read(sys.argv[1], as_version=4)
+try:
+    nbclient.NotebookClient(nb, kernel_name=sys.argv[2], timeout=600, resources={"metadata": {"path": "."}}).execute()
+finally:
+    nbformat.write(nb, "executed.ipynb")
+"""
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging each request."""
+
+    def log_message(self, *args) -> None:
+        """No log."""
+
+
+def serve(folder: Path) -> http.server.ThreadingHTTPServer:
+    """A local HTTP server for ``folder``, running in a thread."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def dead_url() -> str:
+    """A URL on a local port where nothing listens: no network."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def clone_of_working_tree(dest: Path) -> Path:
+    """A git repository holding what ``pip install git+...`` builds: the package as it is in this working tree."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, dest / name)
+    shutil.copytree(REPO / "microgpt", dest / "microgpt", ignore=shutil.ignore_patterns("__pycache__"))
+    git = ["git", "-C", str(dest), "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    return dest
+
+
+def throwaway_python(root: Path, name: str) -> Path:
+    """A venv with this environment's packages (torch, ipykernel, ...) underneath it, and a kernel spec for it."""
+    venv = root / "venvs" / name
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    (Path(own) / "_underneath.pth").write_text("\n".join(site.getsitepackages()) + "\n")  # plain paths: no .pth run
+    spec = root / "jupyter" / "kernels" / name
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": name, "language": "python"}))
+    return venv
+
+
+def colab_stub(root: Path) -> Path:
+    """An IPython profile that makes ``google.colab`` importable and imports it when a kernel starts."""
+    stub = root / "stub" / "google" / "colab"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text('"""Stands in for Colab\'s module in tests."""\n')
+    startup = root / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-colab.py").write_text(f"import sys\nsys.path.append({str(root / 'stub')!r})\nimport google.colab\n")
+    return root / "ipython"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory, data_dir):
+    """The clone, git's URL mapping, the Colab stub, the results server and the environment variables."""
+    root = tmp_path_factory.mktemp("alone")
+    clone = clone_of_working_tree(root / "clone")
+    gitconfig = root / "gitconfig"
+    gitconfig.write_text(f'[url "{clone}"]\n\tinsteadOf = {REPOSITORY}\n')
+    httpd = serve(REPO / "book" / "results")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_", "JUPYTER", "VIRTUAL_ENV"))}
+    env.update(GIT_CONFIG_GLOBAL=str(gitconfig), GIT_CONFIG_NOSYSTEM="1", PIP_NO_INDEX="1",
+               PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1", IPYTHONDIR=str(colab_stub(root)),
+               JUPYTER_PATH=str(root / "jupyter"), MICROGPT_DATA=str(data_dir), MICROGPT_DEVICE="cpu",
+               PYTHONHASHSEED="0", MICROGPT_RESULTS_URL=f"http://127.0.0.1:{httpd.server_address[1]}")
+    yield root, env
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def run_alone(root: Path, env: dict, notebook: Path, name: str, **overrides) -> dict:
+    """Copy ``notebook`` alone into an empty folder and execute it there; what happened, as a dict."""
+    venv = throwaway_python(root, name)
+    work = root / "work" / name
+    work.mkdir(parents=True)
+    nb = json.loads(notebook.read_text())
+    nb["cells"].append({"id": "opened-alone-check", "cell_type": "code", "metadata": {}, "source": CHECK_CELL,
+                        "outputs": [], "execution_count": None})
+    (work / notebook.name).write_text(json.dumps(nb))
+    env = {**env, "MICROGPT_CACHE": str(root / "cache" / notebook.stem), "PATH": f"{venv / 'bin'}:{env['PATH']}",
+           **overrides}
+    result = subprocess.run([sys.executable, "-c", RUNNER, notebook.name, name], cwd=work, env=env,
+                            capture_output=True, text=True)
+    lines = []
+    if (work / "executed.ipynb").exists():
+        last = json.loads((work / "executed.ipynb").read_text())["cells"][-1]
+        lines = [line for out in last["outputs"] for line in "".join(out.get("text", "")).splitlines()]
+    where = next((line[len(WHERE):] for line in lines if line.startswith(WHERE)), None)
+    return {"returncode": result.returncode, "stderr": result.stderr[-3000:], "microgpt": where, "venv": venv}
+
+
+@pytest.fixture(scope="module")
+def runs(sandbox):
+    """Every notebook run alone, two at a time; then one again with the results server gone."""
+    root, env = sandbox
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {nb.stem: pool.submit(run_alone, root, env, nb, nb.stem) for nb in NOTEBOOKS}
+        done = {stem: future.result() for stem, future in futures.items()}
+    again = REPO / "book" / f"{OFFLINE_AGAIN}.ipynb"
+    done["offline"] = run_alone(root, env, again, "offline", MICROGPT_CACHE=str(root / "cache" / OFFLINE_AGAIN),
+                                MICROGPT_RESULTS_URL=dead_url())
+    return done
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_runs_opened_alone(runs, notebook):
+    run = runs[notebook.stem]
+    assert run["returncode"] == 0, f"{notebook.name} failed opened alone:\n{run['stderr']}"
+    installed = Path(run["microgpt"])
+    assert installed.is_relative_to(run["venv"]), f"microgpt came from {installed}, not the setup cell's install"
+    assert not installed.is_relative_to(REPO)
+
+
+def test_a_fetched_result_is_there_offline_afterwards(runs, sandbox):
+    fetched = sorted((sandbox[0] / "cache" / OFFLINE_AGAIN / "results").iterdir())
+    assert fetched, f"{OFFLINE_AGAIN} fetched no recorded result: choose another notebook for OFFLINE_AGAIN"
+    run = runs["offline"]
+    assert run["returncode"] == 0, f"{OFFLINE_AGAIN} failed offline after fetching its results once:\n{run['stderr']}"
