@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 FP16_CPU_FLAGS = ("avx512_fp16", "amx_fp16")
 CPUINFO = Path("/proc/cpuinfo")
