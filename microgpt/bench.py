@@ -4,14 +4,15 @@ Every rung is one way to run the same training step. All rungs of a suite are bu
 in interleaved rounds (each round runs every rung), so a machine that gets busier or cooler part-way
 through slows every rung alike. The first round is warm-up and is not counted; a compiled rung's very
 first step (the compilation) is timed apart, before the rounds. We report the median milliseconds per
-step, tokens per second, and each rung's speed-up over the rung before it and over the first rung, in
-tokens per second (a batch of 32 names does 32 names' work in one step). A rung slower than the one
-before it shows a speed-up below 1.
+step with its spread (minimum, quartiles, maximum), tokens per second, and each rung's speed-up over the
+rung before it and over the first rung, in tokens per second (a batch of 32 names does 32 names' work in
+one step). A rung slower than the one before it shows a speed-up below 1.
 
 ``names``: the 4,192-parameter model of Part I, from the scalar engine to batched torch (1 thread).
 ``shakespeare``: the 836K-parameter step of ``microgpt train shakespeare`` (32 blocks of 256
 characters, AdamW, clipping), from plain float32 eager to what the package runs by default and to
-``torch.compile``, with the achieved GFLOP/s against a matmul peak measured on the same device.
+``torch.compile``, with the achieved GFLOP/s against a matmul peak measured on the same device (the MFU),
+the copy bandwidth, the default step's profile by group of operations, and the training loop's own step.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ import random
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
 from microgpt import batching, scalar, train
+from microgpt.checkpoint import read_metrics
 from microgpt.config import SHAKESPEARE, GPTConfig
 from microgpt.data import DataError, load_names, load_shakespeare
 from microgpt.device import DeviceError, pick_device
@@ -56,6 +60,7 @@ class Rung:
     dtype: str = "float32"  # the format of its matrix products, whose matmul peak it is compared with
     default: bool = False  # the step the package's own training command runs on this device
     compile_s: float | None = None  # seconds of the first, compiling step (compiled rungs only)
+    shape: tuple[GPTConfig, int] | None = None  # the model's shape and batch size, where profiled by groups
     times: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
 
@@ -71,15 +76,23 @@ class Rung:
         return start + self.steps_per_round
 
     def summary(self) -> dict:
-        """Median ms per step, tokens per second (mean tokens per step / median step time) and GFLOP/s."""
-        ms = 1000 * statistics.median(self.times)
-        result = {"rung": self.name, "ms_per_step": ms, "tokens_per_s": statistics.mean(self.tokens) / ms * 1000,
+        """Median ms per step and its spread, tokens per second (at the median step time) and GFLOP/s."""
+        ms = spread([1000 * t for t in self.times])
+        result = {"rung": self.name, "ms_per_step": ms["median"], "ms_spread": ms,
+                  "tokens_per_s": statistics.mean(self.tokens) / ms["median"] * 1000,
                   "timed_steps": len(self.times), "dtype": self.dtype, "default": self.default}
         if self.flops_per_step:
-            result["gflops_per_s"] = self.flops_per_step / ms / 1e6
+            result["gflops_per_s"] = self.flops_per_step / ms["median"] / 1e6
         if self.compile_s is not None:
             result["compile_s"] = self.compile_s
         return result
+
+
+def spread(values: Sequence[float]) -> dict:
+    """The minimum, quartiles (median among them) and maximum of ``values``."""
+    ordered = sorted(values)
+    q1, median, q3 = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else ordered * 3
+    return {"min": ordered[0], "q1": q1, "median": median, "q3": q3, "max": ordered[-1]}
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -194,19 +207,14 @@ def step_flops(model: GPT, batch_size: int) -> float:
     return per_token * batch_size * c.block_size
 
 
-def plain_adamw(model: torch.nn.Module, run: train.RunConfig) -> torch.optim.AdamW:
-    """``train.make_text_optimizer``'s AdamW as torch makes it by default: no fused kernel."""
-    return torch.optim.AdamW(model.parameters(), lr=run.lr, betas=(0.9, 0.99), weight_decay=run.weight_decay)
-
-
-def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa: bool, fused: bool,
-              dtype: str, compile: bool = False, default: bool = False) -> Rung:
-    """``train.text_step`` on the Shakespeare shape, with the attention, optimiser, precision and compilation given."""
+def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa: bool, dtype: str,
+              compile: bool = False, default: bool = False) -> Rung:
+    """``train.text_step`` on the Shakespeare shape, with the attention, precision and compilation given."""
     config, batches = data
     run = train.RunConfig(steps=1, batch_size=len(batches[0][0]))
     torch.manual_seed(run.seed)
     model = GPT(config, sdpa=sdpa).to(device)
-    optimizer = train.make_text_optimizer(model, run, device) if fused else plain_adamw(model, run)
+    optimizer = train.make_text_optimizer(model, run, device)
     flops = step_flops(model, run.batch_size)
     forward, scaler = torch.compile(model) if compile else model, grad_scaler(device, dtype)
 
@@ -215,25 +223,29 @@ def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa:
         train.text_step(forward, optimizer, x, y, run.lr, run.grad_clip, device, dtype, scaler)
         return x.numel()
 
-    return Rung(name, step, steps, flops, dtype, default)
+    return Rung(name, step, steps, flops, dtype, default, shape=(config, run.batch_size))
+
+
+REFERENCE = "+ SDPA attention"  # float32 eager with the fused kernel: the reference step
 
 
 def shakespeare_rungs(device: torch.device, steps: int, compile: bool, small: bool = False) -> list[Rung]:
-    """The Shakespeare ladder, each rung adding one change: fused AdamW, SDPA, bf16 autocast, torch.compile."""
+    """The Shakespeare ladder, each rung adding one change: SDPA, bf16 autocast, torch.compile.
+
+    The second rung, float32 with PyTorch's fused attention, is the reference: the step as nanoGPT runs it.
+    """
     splits, config, batch_size = shakespeare_setup(small)
     seed = SHAKESPEARE["seed"]
     batches = [tuple(t.to(device) for t in batching.get_batch(splits.train, i, seed, config.block_size, batch_size))
                for i in range(4)]
     data, dtype = (config, batches), resolve_dtype(SHAKESPEARE["dtype"], device)
-    rungs = [text_rung("fp32 eager (explicit mask)", data, device, steps, sdpa=False, fused=False, dtype="float32"),
-             text_rung("+ fused AdamW", data, device, steps, sdpa=False, fused=True, dtype="float32"),
-             text_rung("+ SDPA attention", data, device, steps, sdpa=True, fused=True, dtype="float32",
-                       default=dtype == "float32")]
+    rungs = [text_rung("fp32 eager (explicit mask)", data, device, steps, sdpa=False, dtype="float32"),
+             text_rung(REFERENCE, data, device, steps, sdpa=True, dtype="float32", default=dtype == "float32")]
     if dtype != "float32":  # only where resolve_dtype would train in it: natively supported
         name = "+ bf16 autocast" if dtype == "bfloat16" else "+ fp16 autocast, GradScaler"
-        rungs.append(text_rung(name, data, device, steps, sdpa=True, fused=True, dtype=dtype, default=True))
+        rungs.append(text_rung(name, data, device, steps, sdpa=True, dtype=dtype, default=True))
     if compile:
-        compiled = text_rung("+ torch.compile", data, device, steps, sdpa=True, fused=True, dtype=dtype, compile=True)
+        compiled = text_rung("+ torch.compile", data, device, steps, sdpa=True, dtype=dtype, compile=True)
         rungs.append(compile_now(compiled, device))
     return rungs
 
@@ -261,6 +273,78 @@ def matmul_peaks(device: torch.device) -> dict:
     return peaks
 
 
+def copy_bandwidth(device: torch.device, mib: int = 256, reps: int = 10) -> float:
+    """GB/s of copying a ``mib`` MiB tensor (bytes read plus bytes written): the fastest of ``reps``, a peak."""
+    a = torch.ones(mib * 2**18, device=device)
+    b, sync, best = torch.empty_like(a), synchronizer(device), float("inf")
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        b.copy_(a)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * a.numel() * a.element_size() / best / 1e9
+
+
+GROUPS = ("matmuls", "attention", "norms and element-wise", "casts and copies", "cross-entropy", "optimizer")
+
+
+def op_group(name: str, shapes: Sequence, block_size: int) -> str:
+    """The part of the step a profiled operation belongs to, from its name and its inputs' shapes.
+
+    Attention is the fused kernel, or every batched product and operation on a ``block_size x block_size``
+    score matrix.
+    """
+    op = name.removeprefix("aten::")
+    if "attention" in op or any(len(s) >= 2 and s[-2:] == [block_size, block_size] for s in shapes):
+        return "attention"
+    if op == "bmm":  # the linear layers' products are 2-d (mm); the attention's, per head, batched
+        return "attention"
+    if op in ("mm", "addmm"):
+        return "matmuls"
+    if "adam" in op or op.startswith("_foreach") or op in ("linalg_vector_norm", "clamp", "stack"):
+        return "optimizer"
+    if "log_softmax" in op or "nll_loss" in op:
+        return "cross-entropy"
+    if op in ("copy_", "_to_copy", "clone"):
+        return "casts and copies"
+    return "norms and element-wise"
+
+
+def profile_groups(rung: Rung, block_size: int, steps: int = 3) -> dict[str, float]:
+    """Milliseconds per step of each group of operations (self time, from torch.profiler) on ``rung``."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # keeps the profiler's own start/stop lines out
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        for i in range(steps):
+            rung.step(i)
+    ms = dict.fromkeys(GROUPS, 0.0)
+    for event in prof.key_averages(group_by_input_shape=True):
+        ms[op_group(event.key, event.input_shapes or [], block_size)] += event.self_cpu_time_total / 1000 / steps
+    return ms
+
+
+def group_work(config: GPTConfig, batch_size: int, bytes_per_value: int) -> dict[str, tuple[float, float]]:
+    """(FLOPs, bytes moved) of one training step's groups, forward and backward, by formula (bytes: a lower bound).
+
+    ``bytes_per_value``: 2 where products read bfloat16, 4 in float32. Matmuls: 6 FLOPs per weight per
+    token, each product reading its two inputs and writing its output once. Attention: the full T x T
+    square (as :func:`step_flops`), a fused kernel reading q, k, v, the output and their gradients.
+    Norms and element-wise (RMSNorm, ReLU, residual additions, float32): about 30 FLOPs and 42 values
+    moved per layer and channel of each token. Cross-entropy: about 7 FLOPs and 4 float32 values per
+    logit. AdamW with clipping: about 18 FLOPs and 10 float32 values per parameter.
+    """
+    c, n, b = config, batch_size * config.block_size, bytes_per_value
+    model = GPT(c)
+    linears = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    params = sum(p.numel() for p in model.parameters())
+    matmul_bytes = sum(3 * b * (n * (i + o) + i * o) for i, o in linears)
+    return {"matmuls": (6 * n * sum(i * o for i, o in linears), matmul_bytes),
+            "attention": (12 * c.n_layer * c.n_embd * c.block_size * n, 12 * c.n_layer * n * c.n_embd * b),
+            "norms and element-wise": (30 * c.n_layer * n * c.n_embd, 4 * 42 * c.n_layer * n * c.n_embd),
+            "cross-entropy": (7 * n * c.vocab_size, 4 * 4 * n * c.vocab_size),
+            "optimizer": (18 * params, 4 * 10 * params)}
+
+
 # --- running and reporting ----------------------------------------------------------------------------
 
 
@@ -272,7 +356,7 @@ class Suite:
     steps: int
     threads: int
     baseline: str
-    peaks: bool = False  # measure the matmul peaks and report each rung's GFLOP/s against them
+    peaks: bool = False  # measure the matmul peaks, the copy bandwidth, the training loop; profile the default
     shrinks: bool = False  # ``build`` takes ``small`` (--small)
 
 
@@ -337,6 +421,30 @@ def other_load(before: tuple[float, float] | None, after: tuple[float, float] | 
     return max(0.0, 100 * others / (seconds * (os.cpu_count() or 1)))
 
 
+def step_profile(rung: Rung) -> dict:
+    """Each group's ms per step (profiled) and, where its work is counted, GFLOP/s and FLOPs per byte."""
+    config, batch_size = rung.shape
+    groups = profile_groups(rung, config.block_size)
+    work = group_work(config, batch_size, 2 if rung.dtype == "bfloat16" else 4)
+    rows = {}
+    for name, ms in groups.items():
+        rows[name] = row = {"ms": ms, "pct": 100 * ms / sum(groups.values())}
+        if name in work and ms > 0:
+            flops, nbytes = work[name]
+            row.update(gflops_per_s=flops / ms / 1e6, flops_per_byte=flops / nbytes, gb_per_s=nbytes / ms / 1e6)
+    return {"rung": rung.name, "dtype": rung.dtype, "groups": rows}
+
+
+def loop_ms(device: torch.device, steps: int, small: bool = False) -> dict:
+    """The spread of ``metrics.jsonl``'s ``ms`` over ``steps`` steps of ``train.train_text`` on the default step
+    (after 3 unrecorded ones): the step as the training loop runs it, batches, schedule and logging included."""
+    splits, config, batch_size = shakespeare_setup(small)
+    run = train.RunConfig(steps=steps + 3, batch_size=batch_size, dtype=resolve_dtype(SHAKESPEARE["dtype"], device))
+    with tempfile.TemporaryDirectory() as out:
+        train.train_text(splits, config, run, out, device=device, progress=False)
+        return spread([r["ms"] for r in read_metrics(Path(out) / "metrics.jsonl")[3:]])
+
+
 def run_suite(name: str, device: torch.device, steps: int | None, rounds: int, compile: bool,
               threads: int | None, small: bool = False) -> dict:
     """Build and time one suite at its default (or the given) steps and threads; its report as a dict."""
@@ -351,8 +459,11 @@ def run_suite(name: str, device: torch.device, steps: int | None, rounds: int, c
               "other_load_pct": load, "baseline": suite.baseline, "results": results}
     if suite.peaks:
         report["matmul_peak_gflops_per_s"] = peaks = matmul_peaks(device)
+        report["copy_gb_per_s"] = bandwidth = copy_bandwidth(device)
         for r in results:
-            r["pct_of_peak"] = 100 * r["gflops_per_s"] / peaks[r["dtype"]]
+            r["pct_of_peak"] = 100 * r["gflops_per_s"] / peaks[r["dtype"]]  # MFU against the measured peak
+        report["profile"] = step_profile(next(r for r in rungs if r.default))
+        report["loop_ms"] = loop_ms(device, steps * rounds, small)
     return report
 
 
@@ -375,20 +486,36 @@ def print_table(results: list[dict], info: dict, baseline: str = "scalar") -> No
     print(machine_line(info))
     flops = "gflops_per_s" in results[0]
     extra = f" {'GFLOP/s':>8} {'% peak':>7}" if flops else ""
-    print(f"{'rung':<28} {'ms/step':>9} {'tokens/s':>11} {'x rung below':>13} {'x ' + baseline:>9}{extra}")
+    print(f"{'rung':<28} {'ms/step':>9} {'min-max':>17} {'tokens/s':>11} {'x rung below':>13} "
+          f"{'x ' + baseline:>9}{extra}")
     for r in results:
         extra = f" {r['gflops_per_s']:>8.1f} {r['pct_of_peak']:>6.1f}%" if flops else ""
-        print(f"{r['rung']:<28} {r['ms_per_step']:>9.3f} {r['tokens_per_s']:>11,.0f} "
+        low, high = r["ms_spread"]["min"], r["ms_spread"]["max"]
+        print(f"{r['rung']:<28} {r['ms_per_step']:>9.3f} {f'{low:.1f}-{high:.1f}':>17} {r['tokens_per_s']:>11,.0f} "
               f"{ratio(r['x_rung_below'], True):>13} {ratio(r['x_first_rung']):>9}{extra}")
+
+
+def print_profile(profile: dict, peaks: dict, bandwidth: float) -> None:
+    """The default step's profile by group: ms, share, and achieved GFLOP/s and GB/s where counted."""
+    print(f"profile of {profile['rung']} ({profile['dtype']}), self time by group; peaks: matmul "
+          + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items() if k != "size") + f" GFLOP/s, copy {bandwidth:.0f} GB/s")
+    print(f"  {'group':<24} {'ms':>7} {'share':>6} {'GFLOP/s':>8} {'FLOP/byte':>10} {'GB/s':>6}")
+    for name, g in profile["groups"].items():
+        counted = (f" {g['gflops_per_s']:>8.1f} {g['flops_per_byte']:>10.1f} {g['gb_per_s']:>6.1f}"
+                   if "gflops_per_s" in g else "")
+        print(f"  {name:<24} {g['ms']:>7.1f} {g['pct']:>5.1f}%{counted}")
 
 
 def print_notes(report: dict) -> None:
     """The lines under a table: the default step's speed-up, compile times, the matmul peaks, the load."""
     results, first = report["results"], report["results"][0]["rung"]
+    reference = next((r for r in results if r["rung"] == REFERENCE), None) if report["suite"] == "shakespeare" else None
     for r in results:
         if r["default"]:
             print(f"default step ({r['rung']}, as `microgpt train {report['suite']}` runs on this device): "
-                  f"{r['x_first_rung']:.2f}x the {first} rung")
+                  f"{r['x_first_rung']:.2f}x the {first} rung"
+                  + (f"; {r['ms_per_step'] / reference['ms_per_step']:.2f}x the time of the float32 SDPA rung"
+                     if reference and reference is not r else ""))
         if "compile_s" in r:
             print(f"{r['rung']}: the first step took {r['compile_s']:.1f} s (compiling; not in the table)")
     if "matmul_peak_gflops_per_s" in report:
@@ -397,7 +524,11 @@ def print_notes(report: dict) -> None:
         print(f"matmul peak ({p['size']}x{p['size']}, fastest of 20): float32 {p['float32']:.0f}{half} GFLOP/s; "
               "% peak is against the rung's matmul format")
         print("GFLOP/s: 6 FLOPs per matmul weight per token, plus 12 x n_layer x n_embd x block_size per token "
-              "for attention (the full T x T square)")
+              "for attention (the full T x T square); % peak is the MFU against the measured matmul peak")
+        print_profile(report["profile"], p, report["copy_gb_per_s"])
+        loop, default = report["loop_ms"], next(r for r in results if r["default"])
+        print(f"training loop (train.train_text, metrics.jsonl's ms): median {loop['median']:.1f} ms "
+              f"({loop['min']:.1f}-{loop['max']:.1f}), {loop['median'] / default['ms_per_step']:.2f}x the default rung")
     load = report["other_load_pct"]
     print(f"({report['rounds']} timed rounds of {report['steps_per_round']} steps after a warm-up round"
           + (f"; other processes used {load:.0f}% of the CPU time" if load is not None else "") + ")")

@@ -78,8 +78,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     run: dict[str, Any] | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    best_val_loss: float | None = None,
 ) -> None:
-    """Write a checkpoint atomically: weights, shape, vocabulary, and (to resume) optimizer, scaler, run, step, RNGs."""
+    """Write a checkpoint atomically: weights, shape, vocabulary, and (to resume) optimizer, scaler, run, step, RNGs,
+    and the best validation loss so far (which decides when ``best.pt`` is written again)."""
     atomic_save({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -93,6 +95,7 @@ def save_checkpoint(
         "run": dict(run or {}),
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "rng": rng_state(),
+        "best_val_loss": best_val_loss,
     }, path)
 
 

@@ -47,6 +47,25 @@ def positive_float(text: str) -> float:
     return value
 
 
+def warmup_value(text: str) -> int | float:
+    """argparse type: warmup steps (an integer >= 0) or a fraction of the run's steps (0 <= f < 1, e.g. 0.05)."""
+    try:
+        return non_negative_int(text)
+    except ValueError:
+        value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of steps or a fraction in [0, 1), got {text}")
+    return value
+
+
+def dropout_rate(text: str) -> float:
+    """argparse type: a probability 0 <= p < 1."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
 def step_printer(steps: int, every: int):
     """Print the original's step line: in place on a terminal, every ``every`` steps otherwise."""
     tty = sys.stdout.isatty()
@@ -201,6 +220,8 @@ def resumed_settings(args: argparse.Namespace, resume: dict, device, data_sha256
         given, saved = getattr(args, name), getattr(config if hasattr(config, name) else run, name)
         if name == "dtype" and given is not None:
             given = precision.resolve_dtype(given, device)
+        if name == "warmup" and isinstance(given, float):
+            given = round(given * run.steps)
         if given is not None and given != saved:
             flag = "--" + name.replace("_", "-")
             raise CLIError(f"{flag} {given} differs from the checkpoint's {saved}; drop it to resume the run as it was")
@@ -240,10 +261,11 @@ def train_shakespeare(args: argparse.Namespace) -> None:
     if note := precision.warning(run.dtype, device):
         print(f"microgpt: warning: {note}", file=sys.stderr)
     precision.set_matmul_precision(device, run.dtype)
-    if run.batch_size % world:
-        raise CLIError(f"--batch-size {run.batch_size} does not split evenly across {world} processes; "
-                       f"use a multiple of {world}")
-    memory.check_fits(config, run.batch_size // world, device)
+    if run.batch_size % (world * run.grad_accum):
+        parts = [f"{world} processes"] * (world > 1) + [f"{run.grad_accum} micro-batches"] * (run.grad_accum > 1)
+        raise CLIError(f"--batch-size {run.batch_size} does not split evenly across {' x '.join(parts)}; "
+                       f"use a multiple of {world * run.grad_accum}")
+    memory.check_fits(config, run.batch_size // (world * run.grad_accum), device)
     if distributed.is_main():
         make_out(Path(args.out))
     print(f"text: {len(splits.train):,} training and {len(splits.val):,} validation characters, "
@@ -251,11 +273,14 @@ def train_shakespeare(args: argparse.Namespace) -> None:
     print(f"model: {memory.param_count(config):,} parameters, {config}, device {device}, dtype {run.dtype}")
     print(f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
           + (f" ({world} processes, {run.batch_size // world} blocks each)" if world > 1 else "")
+          + (f" in {run.grad_accum} micro-batches of {run.batch_size // (world * run.grad_accum)}"
+             if run.grad_accum > 1 else "")
           + (f", resuming after step {resume['step']}" if resume else ""))
     distributed.init(device)
     try:
         result = train.train_text(splits, config, run, args.out, device=device, eval_interval=args.eval_interval,
-                                  ckpt_interval=args.ckpt_interval, resume=resume, progress=not args.quiet)
+                                  ckpt_interval=args.ckpt_interval, log_interval=args.log_interval, resume=resume,
+                                  progress=not args.quiet)
     finally:
         distributed.cleanup()
     if result.val_loss is not None:
@@ -282,7 +307,14 @@ def add_shakespeare_parser(datasets) -> None:
     p.add_argument("--n-head", type=positive_int, help=f"attention heads (default {SHAKESPEARE['n_head']})")
     p.add_argument("--n-layer", type=positive_int, help=f"transformer blocks (default {SHAKESPEARE['n_layer']})")
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {SHAKESPEARE['lr']})")
-    p.add_argument("--warmup", type=non_negative_int, help=f"warmup steps (default {SHAKESPEARE['warmup']})")
+    p.add_argument("--warmup", type=warmup_value,
+                   help=f"warmup: a number of steps (100) or a fraction of the run (0.05) "
+                        f"(default {SHAKESPEARE['warmup']})")
+    p.add_argument("--grad-accum", type=positive_int, metavar="N",
+                   help="split each process's share of a batch into N micro-batches whose gradients add up before "
+                        "one update: the same step in less memory (default 1)")
+    p.add_argument("--dropout", type=dropout_rate,
+                   help=f"fraction of activations zeroed while training (default {SHAKESPEARE['dropout']})")
     p.add_argument("--seed", type=int, help=f"random seed (default {SHAKESPEARE['seed']})")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
                    help="compute precision; auto: bfloat16 where the hardware does it natively, float16 on "
@@ -291,6 +323,9 @@ def add_shakespeare_parser(datasets) -> None:
                    help="validation loss every N steps and at the end, 0 for none (default %(default)s)")
     p.add_argument("--ckpt-interval", type=non_negative_int, default=200, metavar="N",
                    help="checkpoint every N steps, 0 for only at the end (default %(default)s)")
+    p.add_argument("--log-interval", type=positive_int, default=50, metavar="N",
+                   help="fetch losses from the device and write metrics.jsonl every N steps (one record per step; "
+                        "default %(default)s)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
     p.add_argument("--data", metavar="FILE", help="your own text file instead of tiny-shakespeare (no checksum)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

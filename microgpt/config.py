@@ -34,5 +34,6 @@ class GPTConfig:
 
 # `microgpt train shakespeare`'s defaults: the 836K-parameter model's shape and its run's settings.
 SHAKESPEARE = {"block_size": 256, "n_embd": 128, "n_head": 4, "n_layer": 4,
-               "batch_size": 32, "lr": 4e-3, "warmup": 100, "seed": 1337, "dtype": "auto"}
+               "batch_size": 32, "lr": 4e-3, "warmup": 100, "seed": 1337, "dtype": "auto",
+               "grad_accum": 1, "dropout": 0.0}
 SHAKESPEARE_EPOCHS = 15  # the default run's length, in passes over the training text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -60,17 +61,32 @@ def share(batch: torch.Tensor) -> torch.Tensor:
 
 
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` wrapped in DistributedDataParallel, which averages gradients across ranks; alone, ``model`` itself."""
+    """``model`` wrapped in DistributedDataParallel, which averages gradients across ranks; alone, ``model`` itself.
+
+    ``broadcast_buffers=False``: the only buffers are the causal masks, equal on every rank from the start,
+    so DDP need not send rank 0's copy before every forward.
+    """
     if world_size() == 1:
         return model
     device_ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
-def mean(value: float, device: torch.device) -> float:
-    """The mean of ``value`` over all ranks (``value`` itself in a single process)."""
+def sync_gradients(model: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """Where ``sync`` is False and ``model`` is DDP, its ``no_sync()``: backward keeps the gradients local.
+
+    With gradient accumulation, only the last micro-batch's backward needs the all-reduce: the gradients
+    summed locally until then are averaged across ranks at once.
+    """
+    if sync or not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()
+
+
+def mean_tensor(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise mean of ``values`` over all ranks, in one all-reduce (``values`` itself in one process)."""
     if world_size() == 1:
-        return value
-    total = torch.tensor([value], dtype=torch.float64, device=device)
+        return values
+    total = values.double()
     dist.all_reduce(total)
-    return total.item() / world_size()
+    return total / world_size()

@@ -38,9 +38,10 @@ class TrainingError(ValueError):
 
 
 def lm_loss(model: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Mean cross-entropy of the next character at every position."""
+    """Mean cross-entropy of the next character at every position, in float32 at least (16-bit logits are cast)."""
     logits = model(x)
-    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
+    logits = logits.float() if logits.element_size() < 4 else logits
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
 
 
 def names_loss(model: torch.nn.Module, x: Tensor, y: Tensor, weight: Tensor) -> Tensor:
@@ -60,6 +61,12 @@ def check_finite(loss: float, step: int, advice: str) -> None:
     """A :class:`TrainingError` if ``loss`` (of 1-based ``step``) is infinite or NaN."""
     if not math.isfinite(loss):
         raise TrainingError(f"the loss became {loss} at step {step}; {advice}")
+
+
+def check_all_finite(losses: list[float], first_step: int, advice: str) -> None:
+    """:func:`check_finite` on consecutive steps from ``first_step``: the error names the first bad one."""
+    for step, loss in enumerate(losses, first_step):
+        check_finite(loss, step, advice)
 
 
 # --- names: the original microgpt's loop, batched ---------------------------------------------------
@@ -179,6 +186,8 @@ class RunConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     data_sha256: str = ""
+    grad_accum: int = 1
+    dropout: float = 0.0
 
 
 def text_settings(splits: TextSplits, device: torch.device, data_sha256: str = "", steps: int | None = None,
@@ -186,6 +195,7 @@ def text_settings(splits: TextSplits, device: torch.device, data_sha256: str = "
     """The model shape and run of ``microgpt train shakespeare``: ``config.SHAKESPEARE`` with ``overrides``.
 
     An override of None keeps the default; ``steps`` defaults to ``SHAKESPEARE_EPOCHS`` passes over the text.
+    A float ``warmup`` is a fraction of ``steps`` (0.05: the first 5% of the run), an int a number of steps.
     """
     unknown = sorted(set(overrides) - set(SHAKESPEARE))
     if unknown:
@@ -194,8 +204,9 @@ def text_settings(splits: TextSplits, device: torch.device, data_sha256: str = "
     config = GPTConfig(splits.tokenizer.vocab_size, v["block_size"], v["n_layer"], v["n_embd"], v["n_head"])
     check_one_batch(len(splits.train), config.block_size, v["batch_size"])
     steps = steps or SHAKESPEARE_EPOCHS * batches_per_epoch(len(splits.train), config.block_size, v["batch_size"])
-    run = RunConfig(steps, v["batch_size"], v["lr"], v["warmup"], v["seed"], resolve_dtype(v["dtype"], device),
-                    data_sha256=data_sha256)
+    warmup = round(v["warmup"] * steps) if isinstance(v["warmup"], float) else v["warmup"]  # a fraction of the run
+    run = RunConfig(steps, v["batch_size"], v["lr"], warmup, v["seed"], resolve_dtype(v["dtype"], device),
+                    data_sha256=data_sha256, grad_accum=v["grad_accum"], dropout=v["dropout"])
     return config, run
 
 
@@ -232,40 +243,59 @@ def make_text_optimizer(model: torch.nn.Module, run: RunConfig, device: torch.de
 
 def text_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, lr: float,
               grad_clip: float, device: torch.device, dtype: str,
-              scaler: torch.amp.GradScaler | None = None) -> Tensor:
-    """One optimisation step at learning rate ``lr`` with gradient clipping; returns the loss (detached).
+              scaler: torch.amp.GradScaler | None = None, accum: int = 1) -> Tensor:
+    """One optimisation step at learning rate ``lr`` with gradient clipping; returns the loss (detached)."""
+    return text_update(model, optimizer, x, y, lr, grad_clip, device, dtype, scaler, accum)[0]
 
-    With float16 ``scaler`` scales the loss, and the gradients are unscaled before clipping.
+
+def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, lr: float,
+                grad_clip: float, device: torch.device, dtype: str, scaler: torch.amp.GradScaler | None = None,
+                accum: int = 1) -> tuple[Tensor, Tensor]:
+    """One step on ``x, y`` in ``accum`` equal micro-batches; (loss, gradient norm before clipping), not synchronised.
+
+    Each micro-batch's mean loss is divided by ``accum``, so the summed gradients are the whole batch's.
+    Under DDP the ranks average their gradients once, during the last micro-batch's backward (``no_sync``
+    before it). With float16 ``scaler`` scales the loss, and the gradients are unscaled before clipping.
     """
+    if len(x) % accum:
+        raise ValueError(f"a batch of {len(x)} rows does not split into {accum} equal micro-batches")
     scaler = scaler or grad_scaler(device, dtype)
     set_lr(optimizer, lr)
-    with autocast(device, dtype):
-        loss = lm_loss(model, x, y)
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    losses = []
+    for i, (xs, ys) in enumerate(zip(x.chunk(accum), y.chunk(accum))):
+        with distributed.sync_gradients(model, i == accum - 1):
+            with autocast(device, dtype):
+                loss = lm_loss(model, xs, ys) / accum
+            scaler.scale(loss).backward()
+        losses.append(loss.detach())
     scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
-    return loss.detach()
+    return torch.stack(losses).sum(), norm.detach()
 
 
 def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str | Path, *,
                device: torch.device | str = "cpu", eval_interval: int = 0, ckpt_interval: int = 0,
-               resume: dict | None = None, progress: bool = True) -> RunResult:
+               log_interval: int = 50, resume: dict | None = None, progress: bool = True) -> RunResult:
     """Train a GPT on ``splits`` into ``out/metrics.jsonl`` and ``out/ckpt.pt``; ``resume`` continues a checkpoint.
 
-    Under torchrun every rank calls this: each trains on its share of the batch, rank 0 alone writes files.
+    Every step gets a metrics record, but its loss and gradient norm stay on the device until the next
+    ``log_interval`` step (or validation, checkpoint, or the last step): then they are fetched at once,
+    averaged across ranks in one all-reduce, checked and written. Each improvement of the validation
+    loss also writes ``out/best.pt``. Under torchrun every rank calls this: each trains on its share of
+    the batch, rank 0 alone writes files.
     """
     out, device, main = Path(out), torch.device(device), distributed.is_main()
-    ckpt_path, metrics_path = out / "ckpt.pt", out / "metrics.jsonl"
+    ckpt_path, best_path, metrics_path = out / "ckpt.pt", out / "best.pt", out / "metrics.jsonl"
     check_one_batch(len(splits.train), config.block_size, run.batch_size)  # before anything is written
     val = val_batches(splits.val, config.block_size, run.batch_size)
     torch.manual_seed(run.seed)
-    model = GPT(config, sdpa=True).to(device)
+    model = GPT(config, sdpa=True, dropout=run.dropout).to(device)
     optimizer = make_text_optimizer(model, run, device)
     scaler = grad_scaler(device, run.dtype)
-    start = 0
+    start, best = 0, math.inf
     if resume is not None:
         check_resumable(resume, config, dataclasses.asdict(run), splits.tokenizer, ckpt_path)
         model.load_state_dict(resume["model"])
@@ -273,7 +303,7 @@ def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str |
         if resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
         set_rng_state(resume["rng"])
-        start = resume["step"]
+        start, best = resume["step"], resume.get("best_val_loss", math.inf)
     out.mkdir(parents=True, exist_ok=True)
     if main:
         truncate_metrics(metrics_path, through=start)  # a killed run may have logged steps past its checkpoint
@@ -281,32 +311,52 @@ def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str |
 
     def save(step: int) -> None:
         save_checkpoint(ckpt_path, model, config, splits.tokenizer, "shakespeare", step, optimizer,
-                        dataclasses.asdict(run), scaler)
+                        dataclasses.asdict(run), scaler, best_val_loss=best)
 
     model.train()
     replica = distributed.wrap(model, device)  # under torchrun: DDP, which averages the gradients of all ranks
     bar = tqdm(total=run.steps, initial=start, file=sys.stderr, disable=not (progress and main), unit="step")
-    began = time.perf_counter()
+    pending: list[tuple[dict, Tensor]] = []  # this interval's records and their (loss, grad norm), on the device
+    began = mark = time.perf_counter()
     with open(metrics_path if main else os.devnull, "a") as log:
         for step in range(start, run.steps):
-            t0 = time.perf_counter()
             lr = warmup_cosine(step, run.steps, run.lr, run.warmup)
             x, y = get_batch(splits.train, step, run.seed, config.block_size, run.batch_size)
             x, y = distributed.share(x).to(device), distributed.share(y).to(device)  # this rank's rows
-            loss = text_step(replica, optimizer, x, y, lr, run.grad_clip, device, run.dtype, scaler).item()
-            loss = distributed.mean(loss, device)  # the whole batch's loss, the same on every rank
-            check_finite(loss, step + 1, f"lower --lr (now {run.lr:g}) or use --dtype float32")
-            ms = 1000 * (time.perf_counter() - t0)
-            record = {"step": step + 1, "loss": loss, "lr": lr, "ms": round(ms, 3)}
-            if main and eval_interval and ((step + 1) % eval_interval == 0 or step + 1 == run.steps):
+            stats = text_update(replica, optimizer, x, y, lr, run.grad_clip, device, run.dtype, scaler, run.grad_accum)
+            record, last = {"step": step + 1, "lr": lr}, step + 1 == run.steps
+            eval_due = eval_interval and ((step + 1) % eval_interval == 0 or last)
+            if main and eval_due:
                 record["val_loss"] = val_loss = evaluate(model, val, device, run.dtype)  # rank 0, unwrapped
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if main and ((ckpt_interval and (step + 1) % ckpt_interval == 0) or step + 1 == run.steps):
+            pending.append((record, torch.stack(stats)))
+            now = time.perf_counter()
+            record["ms"], mark = round(1000 * (now - mark), 3), now  # from this step's start to the next's
+            checkpointing = (ckpt_interval and (step + 1) % ckpt_interval == 0) or last
+            if (step + 1) % log_interval == 0 or eval_due or checkpointing:  # the same steps on every rank
+                loss = write_records(pending, log, f"lower --lr (now {run.lr:g}) or use --dtype float32")
+                bar.set_postfix(lr=f"{lr:.2e}", loss=f"{loss:.4f}",
+                                tok_s=f"{tokens_per_step / record['ms'] * 1000:,.0f}", refresh=False)
+            if main and eval_due and val_loss < best:
+                best = val_loss  # the best weights so far, for sampling; the score goes into ckpt.pt for a resume
+                save_checkpoint(best_path, model, config, splits.tokenizer, "shakespeare", step + 1)
+            if main and checkpointing:
                 save(step + 1)  # the unwrapped model's weights: the same checkpoint as a single process's
             bar.update()
-            bar.set_postfix(lr=f"{lr:.2e}", loss=f"{loss:.4f}", tok_s=f"{tokens_per_step / ms * 1000:,.0f}",
-                            refresh=False)
     bar.close()
     steps_run = run.steps - start
     return RunResult(model, steps_run, time.perf_counter() - began, steps_run * tokens_per_step, val_loss)
+
+
+def write_records(pending: list[tuple[dict, Tensor]], log, advice: str) -> float:
+    """Fetch the pending steps' (loss, grad norm) in one transfer, averaged over ranks; check, write, clear.
+
+    Returns the last step's loss; a non-finite loss raises :class:`TrainingError` naming the first bad step.
+    """
+    stats = distributed.mean_tensor(torch.stack([s for _, s in pending])).tolist()
+    check_all_finite([loss for loss, _ in stats], pending[0][0]["step"], advice)
+    for (record, _), (loss, norm) in zip(pending, stats):
+        log.write(json.dumps({"step": record["step"], "loss": loss, "grad_norm": norm,
+                              **{k: v for k, v in record.items() if k != "step"}}) + "\n")
+    log.flush()
+    pending.clear()
+    return stats[-1][0]

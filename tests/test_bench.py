@@ -13,7 +13,7 @@ from microgpt.config import GPTConfig
 from microgpt.model import GPT
 
 NAMES = ["scalar (atomic Values)", "scalar, fused dot products", "torch eager, batch 1", "torch eager, batch 32"]
-SHAKESPEARE = ["fp32 eager (explicit mask)", "+ fused AdamW", "+ SDPA attention"]
+SHAKESPEARE = ["fp32 eager (explicit mask)", "+ SDPA attention"]
 BF16 = precision.resolve_dtype("auto", torch.device("cpu")) == "bfloat16"
 
 
@@ -37,6 +37,8 @@ def check_results(report: dict, names: list[str], stdout: str) -> None:
     assert first["x_first_rung"] == 1.0 and first["x_rung_below"] is None
     for r in report["results"]:
         assert r["ms_per_step"] > 0 and r["tokens_per_s"] > 0 and r["timed_steps"] == report["rounds"]
+        s = r["ms_spread"]
+        assert s["min"] <= s["q1"] <= s["median"] == r["ms_per_step"] <= s["q3"] <= s["max"]
         assert r["rung"] in stdout
 
 
@@ -70,6 +72,44 @@ def test_shakespeare_ladder_reports_gflops_against_the_peaks(both):
         assert r["gflops_per_s"] > 0 and r["pct_of_peak"] == pytest.approx(100 * r["gflops_per_s"] / peaks[r["dtype"]])
     assert [r["rung"] for r in text["results"] if r["default"]] == [text["results"][-1]["rung"]]
     assert "as `microgpt train shakespeare` runs on this device): " in stdout
+
+
+def test_shakespeare_reports_the_profile_bandwidth_and_the_loop(both):
+    stdout, report = both
+    text = report["suites"]["shakespeare"]
+    assert text["copy_gb_per_s"] > 0
+    profile = text["profile"]
+    assert profile["rung"] == text["results"][-1]["rung"] and list(profile["groups"]) == list(bench.GROUPS)
+    assert sum(g["pct"] for g in profile["groups"].values()) == pytest.approx(100)
+    assert profile["groups"]["matmuls"]["gflops_per_s"] > 0 and profile["groups"]["attention"]["ms"] > 0
+    loop = text["loop_ms"]
+    assert 0 < loop["min"] <= loop["median"] <= loop["max"]
+    assert "training loop (train.train_text, metrics.jsonl's ms): median " in stdout
+    assert "profile of " in stdout and "copy " in stdout
+
+
+def test_spread_is_min_quartiles_max():
+    assert bench.spread([4.0, 1.0, 3.0, 2.0, 5.0]) == {"min": 1.0, "q1": 2.0, "median": 3.0, "q3": 4.0, "max": 5.0}
+    assert bench.spread([7.0]) == dict.fromkeys(["min", "q1", "median", "q3", "max"], 7.0)
+
+
+def test_profiled_operations_fall_into_the_steps_groups():
+    square, rows = [[32, 4, 256, 256]], [[8192, 128], [128, 128]]
+    assert bench.op_group("aten::_scaled_dot_product_flash_attention_for_cpu", [], 256) == "attention"
+    assert bench.op_group("aten::bmm", [[128, 256, 32], [128, 32, 256]], 256) == "attention"
+    assert bench.op_group("aten::_softmax", square, 256) == "attention"
+    assert bench.op_group("aten::mm", rows, 256) == "matmuls"
+    assert bench.op_group("aten::_fused_adamw_", [], 256) == "optimizer"
+    assert bench.op_group("aten::_log_softmax", [[8192, 66]], 256) == "cross-entropy"
+    assert bench.op_group("aten::_to_copy", rows, 256) == "casts and copies"
+    assert bench.op_group("aten::mul", rows, 256) == "norms and element-wise"
+
+
+def test_group_work_counts_the_step_flops():
+    config = GPTConfig(66, **{k: TEXT_DEFAULTS[k] for k in ("block_size", "n_layer", "n_embd", "n_head")})
+    work = bench.group_work(config, 32, 2)
+    assert work["matmuls"][0] + work["attention"][0] == bench.step_flops(GPT(config), 32)
+    assert all(flops > 0 and nbytes > 0 for flops, nbytes in work.values())
 
 
 def test_steps_and_threads_flags_override_the_suite_defaults(tmp_path, data_dir):

@@ -9,8 +9,9 @@ import time
 
 import pytest
 import torch
+import torch.distributed as dist
 
-from microgpt import cli
+from microgpt import cli, distributed
 from microgpt.checkpoint import load_checkpoint, model_from
 
 TINY = ["--batch-size", "4", "--block-size", "32", "--n-embd", "32", "--n-head", "2", "--n-layer", "1",
@@ -80,7 +81,7 @@ def test_rank_0_alone_prints(runs):
 
 def test_rank_0_alone_writes_a_single_process_checkpoint(runs):
     folder, _, _ = runs
-    assert sorted(p.name for p in (folder / "two").iterdir()) == ["ckpt.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in (folder / "two").iterdir()) == ["best.pt", "ckpt.pt", "metrics.jsonl"]
     one, two = load_checkpoint(folder / "one" / "ckpt.pt"), load_checkpoint(folder / "two" / "ckpt.pt")
     assert two["step"] == 150 and two["run"] == one["run"] and two["model"].keys() == one["model"].keys()
     for name, weight in model_from(two).state_dict().items():
@@ -114,3 +115,32 @@ def test_a_batch_that_does_not_split_evenly(small, tmp_path, capsys, monkeypatch
                          "--device", "cpu", "--steps", "3"]) == 1
         captured = capsys.readouterr()
         assert captured.err.splitlines() == expected and captured.out == ""
+
+
+def test_ddp_does_not_broadcast_buffers(monkeypatch):
+    made = {}
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda model, **kw: made.update(kw) or model)
+    distributed.wrap(torch.nn.Linear(2, 2), torch.device("cpu"))
+    assert made["broadcast_buffers"] is False
+
+
+def test_gradients_sync_only_on_the_last_micro_batch():
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2), broadcast_buffers=False)
+        with distributed.sync_gradients(ddp, False):
+            assert not ddp.require_backward_grad_sync
+        with distributed.sync_gradients(ddp, True):
+            assert ddp.require_backward_grad_sync
+    finally:
+        dist.destroy_process_group()
+
+
+def test_accumulation_in_two_processes_logs_the_losses_of_one(runs, small):
+    folder, _, _ = runs
+    acc = run(2, "train", "shakespeare", "--data", small, "--out", folder / "accum", *TINY, "--grad-accum", "2")
+    assert acc.returncode == 0, acc.stderr
+    assert "(2 processes, 2 blocks each) in 2 micro-batches of 1" in acc.stdout
+    for a, b in zip(metrics(folder / "one"), metrics(folder / "accum")):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4), a["step"]

@@ -1,5 +1,6 @@
 """tiny-shakespeare: data pipeline, schedule, training CLI, exact resume after SIGKILL, sampling."""
 
+import argparse
 import json
 import math
 import os
@@ -161,6 +162,10 @@ def test_sigkill_then_resume_gives_bit_identical_losses(tmp_path, small):
     assert f"resuming after step {step}" in resumed.stdout
     assert metrics(killed) == [{**r, "ms": m["ms"]} for r, m in zip(metrics(tmp_path / "whole"), metrics(killed))]
     assert len(metrics(killed)) == 800
+    best_whole, best_killed = load_checkpoint(tmp_path / "whole" / "best.pt"), load_checkpoint(killed / "best.pt")
+    val = {r["step"]: r["val_loss"] for r in metrics(killed) if "val_loss" in r}
+    assert best_killed["step"] == best_whole["step"] == min(val, key=val.get)
+    assert all(torch.equal(a, b) for a, b in zip(best_whole["model"].values(), best_killed["model"].values()))
 
 
 def test_resume_with_nothing_to_resume(tmp_path, small, capsys):
@@ -352,3 +357,109 @@ def test_chapter_12_sample_next_is_the_packages():
         ours = ns["sample_next"](logits, temperature, top_k, torch.Generator().manual_seed(1))
         theirs = sample.sample_next(logits, temperature, top_k, torch.Generator().manual_seed(1))
         assert torch.equal(ours, theirs)
+
+
+# --- the loop's features: gradient accumulation, warmup as a fraction, log interval, best.pt, dropout -----
+
+
+def float64_pair(text: str, seed: int = 0):
+    """Two equal float64 models (explicit-mask attention, no dropout), their AdamW optimizers and a batch of 8."""
+    splits = batching.split_text(text[:20_000])
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    run = train.RunConfig(steps=3, batch_size=8)
+    pair = []
+    for _ in range(2):
+        torch.manual_seed(seed)
+        model = GPT(config).double()
+        pair.append((model, train.make_text_optimizer(model, run, torch.device("cpu"))))
+    return splits, pair, run
+
+
+@pytest.mark.parametrize("accum", [2, 4, 8])
+def test_gradient_accumulation_equals_the_large_batch_in_float64(text, accum):
+    splits, [(big, big_opt), (acc, acc_opt)], run = float64_pair(text)
+    for step in range(3):
+        x, y = batching.get_batch(splits.train, step, 1, 16, 8)
+        one = train.text_update(big, big_opt, x, y, 1e-2, 1.0, torch.device("cpu"), "float32")
+        many = train.text_update(acc, acc_opt, x, y, 1e-2, 1.0, torch.device("cpu"), "float32", accum=accum)
+        assert abs(one[0].item() - many[0].item()) < 1e-12 and abs(one[1].item() - many[1].item()) < 1e-12
+    for (name, a), b in zip(big.state_dict().items(), acc.state_dict().values()):
+        assert (a - b).abs().max().item() < 1e-12, name
+
+
+def test_gradient_accumulation_needs_equal_micro_batches(text):
+    splits, [(model, optimizer), _], _ = float64_pair(text)
+    x, y = batching.get_batch(splits.train, 0, 1, 16, 8)
+    with pytest.raises(ValueError, match="does not split into 3 equal micro-batches"):
+        train.text_update(model, optimizer, x, y, 1e-2, 1.0, torch.device("cpu"), "float32", accum=3)
+
+
+def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):
+    result = run("train", "shakespeare", "--data", small, "--out", tmp_path, "--steps", 4, "--grad-accum", 2, *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "in 2 micro-batches of 2" in result.stdout
+    assert load_checkpoint(tmp_path / "ckpt.pt")["run"]["grad_accum"] == 2
+    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", tmp_path / "x", "--steps", 4,
+                      *TINY, "--grad-accum", 3)
+    assert line == "microgpt: error: --batch-size 4 does not split evenly across 3 micro-batches; use a multiple of 3"
+
+
+def test_warmup_is_steps_or_a_fraction_of_the_run(text):
+    splits = batching.split_text(text[:20_000])
+    assert train.text_settings(splits, torch.device("cpu"), steps=200, warmup=0.05)[1].warmup == 10
+    assert train.text_settings(splits, torch.device("cpu"), steps=200, warmup=7)[1].warmup == 7
+    assert cli.warmup_value("0.05") == 0.05 and cli.warmup_value("30") == 30
+    for bad in ("1.5", "-1", "x"):
+        with pytest.raises((ValueError, argparse.ArgumentTypeError)):
+            cli.warmup_value(bad)
+
+
+def test_log_interval_keeps_one_record_per_step_with_grad_norm_and_lr(small, tmp_path):
+    splits = batching.split_text(small.read_text())
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    runs = {}
+    for interval in (1, 5):
+        train.train_text(splits, config, train.RunConfig(steps=12, batch_size=4), tmp_path / str(interval),
+                         log_interval=interval, progress=False)
+        runs[interval] = metrics(tmp_path / str(interval))
+    assert [r["step"] for r in runs[5]] == list(range(1, 13))
+    assert all(set(r) == {"step", "loss", "grad_norm", "lr", "ms"} for r in runs[5])
+    assert [{**r, "ms": 0} for r in runs[5]] == [{**r, "ms": 0} for r in runs[1]]  # the same values, fetched later
+    assert [r["lr"] for r in runs[5]] == [schedules.warmup_cosine(s, 12, 4e-3, 100) for s in range(12)]
+    assert all(r["grad_norm"] > 0 for r in runs[5])
+
+
+def test_non_finite_check_names_the_first_bad_step(monkeypatch, small, tmp_path):
+    splits = batching.split_text(small.read_text())
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    calls, lm_loss = [], train.lm_loss
+
+    def nan_from_step_3(model, x, y):
+        calls.append(1)
+        return lm_loss(model, x, y) * (float("nan") if len(calls) >= 3 else 1.0)
+
+    monkeypatch.setattr(train, "lm_loss", nan_from_step_3)
+    with pytest.raises(train.TrainingError, match="the loss became nan at step 3; lower --lr"):
+        train.train_text(splits, config, train.RunConfig(steps=8, batch_size=4), tmp_path, log_interval=8,
+                         progress=False)
+
+
+def test_best_checkpoint_follows_the_validation_loss(trained):
+    records = metrics(trained / "done")
+    val = {r["step"]: r["val_loss"] for r in records if "val_loss" in r}
+    assert load_checkpoint(trained / "done" / "best.pt")["step"] == min(val, key=val.get)
+    assert load_checkpoint(trained / "done" / "ckpt.pt")["best_val_loss"] == min(val.values())
+
+
+def test_dropout_flag_reaches_the_model(small, tmp_path):
+    args = ["train", "shakespeare", "--data", small, "--steps", 5, *TINY]
+    assert run(*args, "--out", tmp_path / "d0").returncode == 0
+    result = run(*args, "--out", tmp_path / "d1", "--dropout", 0.2)
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(tmp_path / "d1" / "ckpt.pt")["run"]["dropout"] == 0.2
+    assert metrics(tmp_path / "d1")[0]["loss"] != metrics(tmp_path / "d0")[0]["loss"]
+    splits = batching.split_text(small.read_text())
+    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
+    model = train.train_text(splits, config, train.RunConfig(steps=1, batch_size=4, dropout=0.2), tmp_path / "d2",
+                             progress=False).model
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.2}
