@@ -473,6 +473,11 @@ def machine_line(info: dict) -> str:
             f"({info['torch_threads']} thread(s)), device {info.get('gpu', info['device'])}")
 
 
+def ms_text(ms: float) -> str:
+    """Milliseconds to 3 decimals below 10, 1 below 100, none above: as precise as a step's spread allows."""
+    return f"{ms:.3f}" if ms < 10 else f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
 def ratio(x: float | None, say_slower: bool = False) -> str:
     """A speed-up as the tables print it: 2 decimals below 10, 1 above; below 1, 'slower' if asked."""
     if x is None:
@@ -490,8 +495,8 @@ def print_table(results: list[dict], info: dict, baseline: str = "scalar") -> No
           f"{'x ' + baseline:>9}{extra}")
     for r in results:
         extra = f" {r['gflops_per_s']:>8.1f} {r['pct_of_peak']:>6.1f}%" if flops else ""
-        low, high = r["ms_spread"]["min"], r["ms_spread"]["max"]
-        print(f"{r['rung']:<28} {r['ms_per_step']:>9.3f} {f'{low:.1f}-{high:.1f}':>17} {r['tokens_per_s']:>11,.0f} "
+        low, high = (ms_text(r["ms_spread"][k]) for k in ("min", "max"))
+        print(f"{r['rung']:<28} {r['ms_per_step']:>9.3f} {f'{low}-{high}':>17} {r['tokens_per_s']:>11,.0f} "
               f"{ratio(r['x_rung_below'], True):>13} {ratio(r['x_first_rung']):>9}{extra}")
 
 

@@ -4,7 +4,7 @@
 
 1. ``python -m microgpt.bench --json book/results/bench_cpu.json`` (both ladders, about two minutes);
 2. README's two speed tables rewritten from that file (between the ``<!-- bench:... -->`` markers);
-3. the chapters that read it re-executed in place (nbconvert), so ``pytest --nbval`` compares them with it.
+3. the chapters that read it re-executed in place (``jupyter execute``), so ``pytest --nbval`` compares them with it.
 
 Run it with nothing else running: the bench reports the other processes' share of the CPU, and it lands in
 the file and in the book.
@@ -18,6 +18,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from microgpt.bench import ms_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "book" / "results" / "bench_cpu.json"
@@ -34,11 +36,6 @@ HEADERS = {
     "shakespeare": "| Shakespeare step (32 × 256, 836K parameters), {threads} threads | ms/step | tokens/s "
                    "| min-max ms | × fp32 eager |\n|---|---:|---:|---:|---:|",
 }
-
-
-def ms_text(ms: float) -> str:
-    """Milliseconds as README (and tests/test_book.py) print them."""
-    return f"{ms:.3f}" if ms < 10 else f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
 
 
 def table(report: dict) -> str:
@@ -75,8 +72,8 @@ def main() -> None:
     rewrite_readme(json.loads(RESULT.read_text()))
     for chapter in CHAPTERS:
         print(f"executing book/{chapter}.ipynb", flush=True)
-        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-                        "--ExecutePreprocessor.timeout=600", f"book/{chapter}.ipynb"], cwd=REPO, check=True)
+        subprocess.run([sys.executable, "-m", "jupyter", "execute", "--inplace", "--timeout=600",
+                        f"book/{chapter}.ipynb"], cwd=REPO, check=True)
     print("done: review `git diff`, then run pytest --nbval on " + " ".join(f"book/{c}.ipynb" for c in CHAPTERS))
 
 
