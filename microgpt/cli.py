@@ -66,6 +66,14 @@ def dropout_rate(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """argparse type: a float in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def step_printer(steps: int, every: int):
     """Print the original's step line: in place on a terminal, every ``every`` steps otherwise."""
     tty = sys.stdout.isatty()
@@ -354,7 +362,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     generator = torch.Generator(device).manual_seed(args.seed)
     temperature = args.temperature or (0.5 if names else 0.8)
     rows = generate(model, torch.tensor([ids] * num, device=device), max_chars, temperature,
-                    args.top_k, generator, stop_token=tok.bos if names else None, banned=None if names else tok.bos)
+                    args.top_k, generator, stop_token=tok.bos if names else None, banned=None if names else tok.bos,
+                    top_p=args.top_p)
     texts = []
     for row in rows.tolist():
         texts.append(prompt + tok.decode(row[: row.index(tok.bos)] if tok.bos in row else row))
@@ -378,6 +387,8 @@ def add_sample_parser(commands) -> None:
                    help="characters to generate (default: the block size for names, 500 for text)")
     p.add_argument("--temperature", type=positive_float, help="sampling temperature (default: 0.5 names, 0.8 text)")
     p.add_argument("--top-k", type=positive_int, default=None, help="sample only from the K likeliest (default: all)")
+    p.add_argument("--top-p", type=probability, default=None, metavar="P",
+                   help="sample only from the likeliest tokens whose probabilities reach P, in (0, 1] (default: all)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
     p.set_defaults(run=cmd_sample)
