@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from microgpt import cli
 from microgpt.model import GPT, GPTConfig
 from microgpt.sample import generate, nucleus, sample_docs, sample_next
 from microgpt.tokenizer import CharTokenizer
@@ -126,3 +127,28 @@ def test_top_p_gives_the_same_tokens_as_recomputing(model):
 def test_bad_top_p_is_a_clear_error(model, top_p):
     with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
         generate(model, torch.zeros(1, 1, dtype=torch.long), 3, top_p=top_p)
+
+
+@pytest.fixture(scope="module")
+def names_checkpoint(tmp_path_factory, data_dir):
+    """A names checkpoint after two steps of training."""
+    out = tmp_path_factory.mktemp("names")
+    assert cli.main(["train", "names", "--steps", "2", "--num-samples", "0", "--device", "cpu", "--out", str(out)]) == 0
+    return out / "ckpt.pt"
+
+
+def test_cli_top_p(names_checkpoint, capsys):
+    capsys.readouterr()
+    assert cli.main(["sample", "--checkpoint", str(names_checkpoint), "--top-p", "1e-9", "--num-samples", "5"]) == 0
+    names = [line.partition(": ")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("sample")]
+    assert len(names) == 5 and len(set(names)) == 1  # the nucleus is the likeliest letter alone: one name
+    assert cli.main(["sample", "--checkpoint", str(names_checkpoint), "--top-p", "1", "--num-samples", "5"]) == 0
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.2", "nan", "abc"])
+def test_cli_bad_top_p_is_one_line(names_checkpoint, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sample", "--checkpoint", str(names_checkpoint), "--top-p", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "argument --top-p" in err[-1] and err[-1].startswith("microgpt")
