@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 
 import torch
@@ -63,13 +64,15 @@ def share(batch: torch.Tensor) -> torch.Tensor:
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """``model`` wrapped in DistributedDataParallel, which averages gradients across ranks; alone, ``model`` itself.
 
-    ``broadcast_buffers=False``: the only buffers are the causal masks, equal on every rank from the start,
-    so DDP need not send rank 0's copy before every forward.
+    The buffers are not sent before every forward: the only ones are the causal masks, equal on every rank
+    from the start. (torch 2.13 renamed DDP's ``broadcast_buffers`` to ``forward_sync_buffers``.)
     """
     if world_size() == 1:
         return model
     device_ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    ddp = torch.nn.parallel.DistributedDataParallel
+    renamed = "forward_sync_buffers" in inspect.signature(ddp).parameters
+    return ddp(model, device_ids=device_ids, **{"forward_sync_buffers" if renamed else "broadcast_buffers": False})
 
 
 def sync_gradients(model: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:
