@@ -49,26 +49,12 @@ def metrics(folder) -> list[dict]:
             for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
-def train_cut_and_resume(splits, dtype: str, tmp_path, monkeypatch) -> tuple[list[dict], list[dict]]:
+def train_cut_and_resume(splits, dtype: str, tmp_path, killed) -> tuple[list[dict], list[dict]]:
     """30 steps straight, and 30 steps killed after the step-10 checkpoint then resumed: both metrics logs."""
     config = GPTConfig(splits.tokenizer.vocab_size, 64, 2, 64, 4)
     run = train.RunConfig(steps=30, batch_size=16, dtype=dtype)
     train.train_text(splits, config, run, tmp_path / "whole", device=CUDA, eval_interval=10, progress=False)
-
-    class Killed(Exception):
-        pass
-
-    real_save = train.save_checkpoint
-
-    def save_then_die(path, *args):
-        real_save(path, *args)
-        raise Killed
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        train.train_text(splits, config, run, tmp_path / "cut", device=CUDA, eval_interval=10, ckpt_interval=10,
-                         progress=False)
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    killed(splits, config, run, tmp_path / "cut", device=CUDA, eval_interval=10, ckpt_interval=10, progress=False)
     ckpt = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
     assert ckpt["step"] == 10 and (ckpt["scaler"] is not None) == (dtype == "float16")
     train.train_text(splits, config, run, tmp_path / "cut", device=CUDA, eval_interval=10, resume=ckpt,
@@ -77,15 +63,16 @@ def train_cut_and_resume(splits, dtype: str, tmp_path, monkeypatch) -> tuple[lis
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_shakespeare_resumes_exactly_with_deterministic_kernels(splits, dtype, tmp_path, monkeypatch, deterministic):
-    whole, cut = train_cut_and_resume(splits, dtype, tmp_path, monkeypatch)
+def test_shakespeare_resumes_exactly_with_deterministic_kernels(splits, dtype, tmp_path, killed_after_checkpoint,
+                                                                deterministic):
+    whole, cut = train_cut_and_resume(splits, dtype, tmp_path, killed_after_checkpoint)
     assert cut == whole
     assert whole[-1]["loss"] < whole[0]["loss"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_shakespeare_resumes_closely_with_default_kernels(splits, dtype, tmp_path, monkeypatch):
-    whole, cut = train_cut_and_resume(splits, dtype, tmp_path, monkeypatch)
+def test_shakespeare_resumes_closely_with_default_kernels(splits, dtype, tmp_path, killed_after_checkpoint):
+    whole, cut = train_cut_and_resume(splits, dtype, tmp_path, killed_after_checkpoint)
     gap = max(abs(a["loss"] - b["loss"]) for a, b in zip(whole, cut))
     print(f"{dtype}: resumed vs straight, largest loss difference {gap:.3g} (bit-identical: {cut == whole})")
     assert [r["step"] for r in cut] == [r["step"] for r in whole] and gap < 1e-3

@@ -116,7 +116,7 @@ def splits(data_dir):
     return batching.split_text((data_dir / "tinyshakespeare.txt").read_text()[:20_000])
 
 
-def test_float16_step_unscales_before_clipping(splits, monkeypatch):
+def test_float16_step_unscales_before_clipping(splits):
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     x, y = batching.get_batch(splits.train, 0, 1337, 16, 4)
     torch.manual_seed(0)
@@ -124,35 +124,21 @@ def test_float16_step_unscales_before_clipping(splits, monkeypatch):
     train.lm_loss(model, x, y).backward()
     true_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
     model.zero_grad(set_to_none=True)
-    seen, clip = [], torch.nn.utils.clip_grad_norm_
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, max_norm: seen.append(clip(params, max_norm)))
     before = [p.detach().clone() for p in model.parameters()]
     scaler = precision.grad_scaler(CPU, "float16")
-    train.text_step(model, torch.optim.AdamW(model.parameters(), lr=1e-3), x, y, 1e-3, 1.0, CPU, "float16", scaler)
-    assert abs(seen[0].item() - true_norm) < 0.05 * true_norm  # the true norm, not 65,536 times it
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    _, norm = train.text_update(model, optimizer, x, y, 1e-3, 1.0, CPU, "float16", scaler)
+    assert abs(norm.item() - true_norm) < 0.05 * true_norm  # the norm clipping saw: the true one, not 65,536x
     assert scaler.get_scale() == 65536.0  # no overflow, so the scale stays
     assert all(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
-def test_float16_resume_is_exact_with_the_scaler_checkpointed(splits, tmp_path, monkeypatch):
+def test_float16_resume_is_exact_with_the_scaler_checkpointed(splits, tmp_path, killed_after_checkpoint):
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     run_config = train.RunConfig(steps=20, batch_size=4, dtype="float16")
     train.train_text(splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False)
-
-    class Stop(Exception):
-        pass
-
-    real_save = train.save_checkpoint
-
-    def save_then_die(path, *args):
-        real_save(path, *args)
-        raise Stop
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
-    with pytest.raises(Stop):
-        train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, ckpt_interval=10,
-                         progress=False)
-    monkeypatch.undo()
+    killed_after_checkpoint(splits, config, run_config, tmp_path / "cut", eval_interval=10, ckpt_interval=10,
+                            progress=False)
     ckpt = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
     assert ckpt["step"] == 10 and ckpt["scaler"]["_growth_tracker"] == 10
     train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, resume=ckpt, progress=False)
