@@ -318,9 +318,10 @@ def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
 
     real_save = train.save_checkpoint
 
-    def save_then_die(path, *args):
-        real_save(path, *args)
-        raise Stop  # dies right after the step-10 checkpoint, like a kill
+    def save_then_die(path, *args, **kwargs):
+        real_save(path, *args, **kwargs)
+        if path.name == "ckpt.pt":  # best.pt is written just before it
+            raise Stop  # dies right after the step-10 checkpoint, like a kill
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)
     with pytest.raises(Stop):
