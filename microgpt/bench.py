@@ -43,7 +43,7 @@ from microgpt.data import DataError, load_names, load_shakespeare
 from microgpt.device import DeviceError, pick_device
 from microgpt.model import GPT
 from microgpt.port import gpt_from_scalar
-from microgpt.precision import grad_scaler, resolve_dtype
+from microgpt.precision import attention_kernel, grad_scaler, resolve_dtype
 from microgpt.tokenizer import CharTokenizer
 
 ALL_THREADS = torch.get_num_threads()  # torch's default (one per core), read before a suite changes it
@@ -213,7 +213,7 @@ def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa:
     config, batches = data
     run = train.RunConfig(steps=1, batch_size=len(batches[0][0]))
     torch.manual_seed(run.seed)
-    model = GPT(config, sdpa=sdpa).to(device)
+    model = GPT(config, sdpa=sdpa).to(device).use_kernel(attention_kernel(device, dtype))
     optimizer = train.make_text_optimizer(model, run, device)
     flops = step_flops(model, run.batch_size)
     forward, scaler = torch.compile(model) if compile else model, grad_scaler(device, dtype)

@@ -23,13 +23,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from microgpt import distributed
+from microgpt.adam import FlatAdam, adam_update, bias_corrected
 from microgpt.batching import (NamesData, TextSplits, batches_per_epoch, check_one_batch, get_batch, names_batch,
                                names_tokens, val_batches)
 from microgpt.checkpoint import check_resumable, save_checkpoint, set_rng_state, truncate_metrics
 from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS, GPTConfig
 from microgpt.device import has_fused_adam
 from microgpt.model import GPT
-from microgpt.precision import autocast, grad_scaler, resolve_dtype
+from microgpt.precision import attention_kernel, autocast, grad_scaler, resolve_dtype
 from microgpt.schedules import linear_decay, warmup_cosine
 
 
@@ -75,29 +76,20 @@ def check_all_finite(losses: list[float], first_step: int, advice: str) -> None:
 NAMES_BETAS, NAMES_EPS = (0.85, 0.99), 1e-8  # the original's Adam
 
 
-def make_names_optimizer(model: torch.nn.Module, lr: float = 0.01) -> torch.optim.Adam:
-    """Adam with the original's settings, in one fused kernel where torch has one for the device."""
-    fused = has_fused_adam(next(model.parameters()).device)
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=NAMES_BETAS, eps=NAMES_EPS, fused=fused)
+def make_names_optimizer(model: torch.nn.Module, lr: float = 0.01) -> FlatAdam:
+    """Adam with the original's settings over the model's weights as one flat vector (build it after ``.to``)."""
+    return FlatAdam(model.parameters(), lr=lr, betas=NAMES_BETAS, eps=NAMES_EPS)
 
 
-def names_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, weight: Tensor,
+def names_step(model: torch.nn.Module, optimizer: FlatAdam, x: Tensor, y: Tensor, weight: Tensor,
                lr: float) -> Tensor:
     """One optimisation step at learning rate ``lr``; returns the loss (detached, not synchronised)."""
-    set_lr(optimizer, lr)
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.lr = lr
+    optimizer.zero_grad()
     loss = names_loss(model, x, y, weight)
     loss.backward()
     optimizer.step()
     return loss.detach()
-
-
-def adam_update(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, step_size: Tensor, bias2_sqrt: Tensor) -> None:
-    """Adam on one tensor, in place, as torch.optim.Adam computes it (bias corrections folded into the two scalars)."""
-    (b1, b2), eps = NAMES_BETAS, NAMES_EPS
-    m.mul_(b1).add_(grad, alpha=1 - b1)
-    v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-    p.sub_(step_size * m / (v.sqrt() / bias2_sqrt + eps))
 
 
 def compiled_names_step(model: torch.nn.Module) -> Callable[[Tensor, Tensor, Tensor, float], Tensor]:
@@ -120,7 +112,7 @@ def compiled_names_step(model: torch.nn.Module) -> Callable[[Tensor, Tensor, Ten
     def update(x: Tensor, y: Tensor, weight: Tensor, step_size: Tensor, bias2_sqrt: Tensor) -> Tensor:
         grads, loss = grad_and_loss(params, x, y, weight)
         for name, p in params.items():
-            adam_update(p, grads[name], m[name], v[name], step_size, bias2_sqrt)
+            adam_update(p, grads[name], m[name], v[name], step_size, bias2_sqrt, NAMES_BETAS, NAMES_EPS)
         return loss
 
     graph = torch.compile(update, dynamic=False)
@@ -128,8 +120,7 @@ def compiled_names_step(model: torch.nn.Module) -> Callable[[Tensor, Tensor, Ten
     def step(x: Tensor, y: Tensor, weight: Tensor, lr: float) -> Tensor:
         nonlocal count
         count += 1
-        (b1, b2) = NAMES_BETAS
-        scalars = torch.tensor([lr / (1 - b1**count), math.sqrt(1 - b2**count)], dtype=torch.float64)
+        scalars = torch.tensor(bias_corrected(lr, count, NAMES_BETAS), dtype=torch.float64)
         step_size, bias2_sqrt = scalars.to(device)
         return graph(x, y, weight, step_size, bias2_sqrt)
 
@@ -292,7 +283,7 @@ def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str |
     check_one_batch(len(splits.train), config.block_size, run.batch_size)  # before anything is written
     val = val_batches(splits.val, config.block_size, run.batch_size)
     torch.manual_seed(run.seed)
-    model = GPT(config, sdpa=True, dropout=run.dropout).to(device)
+    model = GPT(config, sdpa=True, dropout=run.dropout).to(device).use_kernel(attention_kernel(device, run.dtype))
     optimizer = make_text_optimizer(model, run, device)
     scaler = grad_scaler(device, run.dtype)
     start, best = 0, math.inf

@@ -169,17 +169,6 @@ def test_fused_attention_is_the_same(float64):
         assert torch.allclose(a.grad, b.grad, rtol=1e-11, atol=1e-13)
 
 
-def test_fused_attention_runs_in_float32_under_cpu_bf16_autocast():
-    q, k, v = torch.randn(3, 2, 4, 10, 8).unbind(0)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = fused_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None)
-        cached = fused_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), causal_mask(10))
-    assert y.dtype == cached.dtype == torch.float32 and torch.allclose(y, cached, atol=1e-6)
-    exact = F.scaled_dot_product_attention(q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float(),
-                                           is_causal=True)
-    assert torch.allclose(y, exact, atol=1e-6)
-
-
 @pytest.mark.parametrize("sdpa", [False, True])
 def test_cache_continues_exactly(float64, sdpa):
     model = gpt_from_scalar(CONFIG, scalar.init_weights(CONFIG, random.Random(4), std=0.3), sdpa=sdpa)

@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from microgpt import batching, cli, precision, train
 from microgpt.checkpoint import load_checkpoint
 from microgpt.config import GPTConfig
-from microgpt.model import GPT
+from microgpt.model import GPT, causal_mask, fused_attention
 
 CUDA, CPU, MPS = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
 
@@ -192,3 +193,35 @@ def test_cli_auto_on_a_cpu_without_bf16_trains_in_float32(small, tmp_path, capsy
     assert cli.main(["train", "shakespeare", "--out", str(tmp_path), "--data", str(small), *TINY]) == 0
     assert "dtype float32" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "ckpt.pt")["run"]["dtype"] == "float32"
+
+
+def test_the_bf16_cpu_kernel_is_attention_in_bfloat16():
+    """Causal and explicitly masked calls agree, and both match float32 attention to bfloat16's precision."""
+    q, k, v = torch.randn(3, 2, 4, 10, 8).unbind(0)
+    y = precision.bf16_attention(q, k, v, None)
+    masked = precision.bf16_attention(q, k, v, causal_mask(10))
+    assert y.dtype == torch.bfloat16 and torch.equal(y, masked)
+    exact = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(y.float(), exact, atol=3e-2) and not torch.allclose(y.float(), exact, atol=1e-5)
+
+
+def test_the_bf16_cpu_kernel_is_only_chosen_for_bfloat16_on_a_cpu():
+    assert precision.attention_kernel(CPU, "bfloat16") is precision.bf16_attention
+    assert precision.attention_kernel(CPU, "float32") is None
+    assert precision.attention_kernel(CUDA, "bfloat16") is None
+
+
+def test_a_model_on_the_bf16_kernel_continues_its_cache_and_drops_out():
+    """The kernel serves the KV cache (an explicit mask slice) and attention dropout like SDPA does."""
+    config = GPTConfig(vocab_size=11, block_size=12, n_layer=2, n_embd=16, n_head=2)
+    torch.manual_seed(0)
+    model = GPT(config, sdpa=True, dropout=0.5).use_kernel(precision.bf16_attention).eval()
+    idx = torch.randint(0, 11, (2, 12))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        whole = model(idx)
+        cache = model.new_cache()
+        parts = torch.cat([model(idx[:, :5], cache), model(idx[:, 5:], cache)], dim=1)
+        assert torch.allclose(whole.float(), parts.float(), atol=5e-2)
+        model.train()
+        assert not torch.equal(model(idx), model(idx))  # dropout draws new masks each call
+    assert model.use_kernel(None).layers[0].attn.kernel is fused_attention
