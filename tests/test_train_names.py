@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from microgpt import batching, scalar, schedules, train
+from microgpt.adam import FlatAdam
 from microgpt.data import load_names
 from microgpt.model import GPT, GPTConfig
 from microgpt.port import gpt_from_scalar, scalar_weights
@@ -198,12 +199,12 @@ def test_chapter_7_training_loop_is_train_names(shuffled):
         assert mine == package
 
 
-def test_names_step_returns_the_detached_loss_and_uses_public_adam(shuffled):
+def test_names_step_returns_the_detached_loss_and_uses_the_flat_adam(shuffled):
     docs, tok, _ = shuffled
     config, weights = seed42_weights(shuffled)
     model = gpt_from_scalar(config, weights)
     optimizer = train.make_names_optimizer(model)
-    assert type(optimizer) is torch.optim.Adam and optimizer.defaults["fused"]
+    assert type(optimizer) is FlatAdam and (optimizer.betas, optimizer.eps) == ((0.85, 0.99), 1e-8)
     x, y, w = batching.names_batch(batching.encode_names(docs[:4], tok, 16), 0, 2)
     before = train.names_loss(model, x, y, w).item()
     loss = train.names_step(model, optimizer, x, y, w, 0.01)
