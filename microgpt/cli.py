@@ -1,50 +1,43 @@
-"""The ``microgpt`` command line: train a model, print samples."""
+"""The ``microgpt`` command line: train a model, print samples.
+
+This module is the parser and the dispatch; the commands' bodies live in :mod:`microgpt.commands` (pure
+Python) and :mod:`microgpt.torch_commands` (PyTorch).
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import io
 import os
-import random
 import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
-from microgpt import __version__, scalar
-from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS, GPTConfig
-from microgpt.data import DataError, load_names, load_shakespeare
-from microgpt.tokenizer import CharTokenizer
+from microgpt import __version__
+from microgpt.commands import CLIError, train_names_scalar
+from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS
+from microgpt.data import DataError, load_names
 
 
-class CLIError(Exception):
-    """A mistake in what the user asked for, reported as one line."""
+def number(kind: type, low: float, high: float | None = None, *, low_in: bool = True,
+           high_in: bool = False) -> Callable[[str], int | float]:
+    """An argparse type: ``kind(text)`` from ``low`` to ``high`` (None: no upper bound), each end included or not."""
+    bounds = f"{'>=' if low_in else '>'} {low}" if high is None else f"in {'(['[low_in]}{low}, {high}{')]'[high_in]}"
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        above = value >= low if low_in else value > low
+        below = high is None or (value <= high if high_in else value < high)
+        if not (above and below):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value: 'x'" names it
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a float > 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+positive_int, non_negative_int = number(int, 1), number(int, 0)
+positive_float = number(float, 0, low_in=False)
+dropout_rate = number(float, 0, 1)  # [0, 1)
+probability = number(float, 0, 1, low_in=False, high_in=True)  # (0, 1]
 
 
 def warmup_value(text: str) -> int | float:
@@ -56,139 +49,6 @@ def warmup_value(text: str) -> int | float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of steps or a fraction in [0, 1), got {text}")
     return value
-
-
-def dropout_rate(text: str) -> float:
-    """argparse type: a probability 0 <= p < 1."""
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
-
-
-def probability(text: str) -> float:
-    """argparse type: a float in (0, 1]."""
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
-def step_printer(steps: int, every: int):
-    """Print the original's step line: in place on a terminal, every ``every`` steps otherwise."""
-    tty = sys.stdout.isatty()
-
-    def show(step: int, loss: float) -> None:
-        line = f"step {step + 1:4d} / {steps:4d} | loss {loss:.4f}"
-        if tty:
-            print(line, end="\n" if step + 1 == steps else "\r", flush=True)
-        elif (step + 1) % every == 0 or step + 1 == steps:
-            print(line, flush=True)
-
-    return show
-
-
-def print_summary(steps: int, seconds: float, tokens: int) -> None:
-    """The one-line speed summary every training run ends with."""
-    print(
-        f"trained {steps} steps in {seconds:.1f} s "
-        f"({1000 * seconds / steps:.2f} ms/step, {tokens / seconds:,.0f} tokens/s)"
-    )
-
-
-def print_samples(samples: Sequence[str]) -> None:
-    """Samples in the original's format."""
-    print("--- inference (new, hallucinated names) ---")
-    for i, text in enumerate(samples, 1):
-        print(f"sample {i:2d}: {text}")
-
-
-def train_names_scalar(args: argparse.Namespace, docs: list[str]) -> None:
-    """The original microgpt, on the pure-Python engine (atomic or fused)."""
-    rng = random.Random(args.seed)
-    rng.shuffle(docs)
-    tok = CharTokenizer.from_docs(docs)
-    print(f"num docs: {len(docs)}")
-    print(f"vocab size: {tok.vocab_size}")
-    config = GPTConfig(tok.vocab_size, args.block_size, args.n_layer, args.n_embd, args.n_head)
-    model = scalar.ScalarGPT.init(config, rng, fused=args.engine == "scalar-fused")
-    print(f"num params: {len(model.params)}")
-    encoded = [tok.wrap(doc) for doc in docs]
-    start = time.perf_counter()
-    scalar.train(model, encoded, args.steps, args.lr, step_printer(args.steps, args.log_every))
-    seconds = time.perf_counter() - start
-    tokens = sum(min(len(encoded[s % len(encoded)]) - 1, config.block_size) for s in range(args.steps))
-    print_summary(args.steps, seconds, tokens)
-    print_samples([tok.decode(scalar.generate(model, rng, args.temperature)) for _ in range(args.num_samples)])
-
-
-def check_out(out: Path) -> None:
-    """``--out`` must be a folder, or one that can be made, in a writable place; checked before any work."""
-    existing = next(p for p in [out, *out.parents] if p.exists())
-    if not existing.is_dir():
-        raise CLIError(f"--out {out}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CLIError(f"--out {out}: cannot write in {existing}")
-
-
-def make_out(out: Path) -> None:
-    """Create the ``--out`` folder (once every other check has passed); failing is a one-line error."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CLIError(f"--out {out}: cannot create it ({err.strerror or err})") from None
-
-
-def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
-    """The same model, initialisation and loop on PyTorch tensors: batched, on any device."""
-    # Imported here, not at the top: the scalar engines (and --help) must run where PyTorch is not installed.
-    import json
-
-    import torch
-
-    from microgpt import batching, memory, train
-    from microgpt.checkpoint import save_checkpoint
-    from microgpt.device import pick_device
-    from microgpt.port import gpt_from_scalar
-    from microgpt.sample import sample_docs
-
-    out = Path(args.out) if args.out else None
-    if out:
-        check_out(out)
-    device = pick_device(args.device)
-    if args.dtype == "float64" and device.type == "mps":
-        raise CLIError("MPS has no float64; use --dtype float32")
-    if args.compile and device.type == "mps":
-        raise CLIError("--compile: microgpt does not use torch.compile on MPS (its MPS backend is a prototype); "
-                       "run without it")
-    rng = random.Random(args.seed)
-    rng.shuffle(docs)
-    tok = CharTokenizer.from_docs(docs)
-    print(f"num docs: {len(docs)}")
-    print(f"vocab size: {tok.vocab_size}")
-    config = GPTConfig(tok.vocab_size, args.block_size, args.n_layer, args.n_embd, args.n_head)
-    memory.check_fits(config, args.batch_size, device)
-    weights = scalar.init_weights(config, rng)  # the scalar engine's initial weights, exactly
-    model = gpt_from_scalar(config, weights, sdpa=True, dtype=getattr(torch, args.dtype)).to(device)
-    print(f"num params: {model.num_params()}")
-    print(f"engine: torch on {device}, {args.dtype}, batch size {args.batch_size}")
-    show = step_printer(args.steps, args.log_every)
-    if out:
-        make_out(out)
-    with (out / "metrics.jsonl").open("w") if out else contextlib.nullcontext() as log:
-        def on_step(record: dict) -> None:
-            show(record["step"] - 1, record["loss"])
-            if log:
-                log.write(json.dumps(record) + "\n")
-
-        data = batching.encode_names(docs, tok, config.block_size)
-        result = train.train_names(model, data, args.steps, args.batch_size, args.lr,
-                                   compile=args.compile, on_step=on_step)
-    print_summary(args.steps, result.seconds, result.tokens)
-    if out:
-        save_checkpoint(out / "ckpt.pt", model, config, tok, "names", args.steps)
-        print(f"wrote {out / 'ckpt.pt'} and {out / 'metrics.jsonl'}")
-    print_samples(sample_docs(model, tok, args.num_samples, args.temperature, seed=args.seed))
 
 
 def cmd_train_names(args: argparse.Namespace) -> None:
@@ -204,9 +64,33 @@ def cmd_train_names(args: argparse.Namespace) -> None:
         print(f"note: documents longer than {args.block_size - 1} characters are cut to the block size",
               file=sys.stderr)
     if args.engine == "torch":
-        train_names_torch(args, docs)
+        # Imported here, not at the top: the scalar engines (and --help) must run where PyTorch is not installed.
+        from microgpt import torch_commands
+
+        torch_commands.train_names_torch(args, docs)
     else:
         train_names_scalar(args, docs)
+
+
+def cmd_train_shakespeare(args: argparse.Namespace) -> None:
+    """``microgpt train shakespeare``."""
+    from microgpt import torch_commands  # PyTorch: see cmd_train_names
+
+    torch_commands.train_shakespeare(args)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    """``microgpt sample``."""
+    from microgpt import torch_commands  # PyTorch: see cmd_train_names
+
+    torch_commands.sample_checkpoint(args)
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    """``microgpt doctor``: the environment report."""
+    from microgpt import doctor  # PyTorch: see cmd_train_names
+
+    doctor.main()
 
 
 def add_model_flags(p: argparse.ArgumentParser, block: int, embd: int, head: int, layer: int) -> None:
@@ -215,86 +99,6 @@ def add_model_flags(p: argparse.ArgumentParser, block: int, embd: int, head: int
     p.add_argument("--n-embd", type=positive_int, default=embd, help="embedding width (default %(default)s)")
     p.add_argument("--n-head", type=positive_int, default=head, help="attention heads (default %(default)s)")
     p.add_argument("--n-layer", type=positive_int, default=layer, help="transformer blocks (default %(default)s)")
-
-
-def resumed_settings(args: argparse.Namespace, resume: dict, device, data_sha256: str):
-    """A checkpoint's model shape and run settings; a flag that contradicts them is an error."""
-    from microgpt import precision, train  # torch: see train_names_torch
-
-    if resume["dataset"] != "shakespeare" or not resume.get("optimizer"):
-        raise CLIError(f"{args.out}/ckpt.pt is not a resumable Shakespeare checkpoint")
-    config, run = GPTConfig(**resume["config"]), train.RunConfig(**{**resume["run"], "data_sha256": data_sha256})
-    for name in [*SHAKESPEARE, "steps"]:
-        given, saved = getattr(args, name), getattr(config if hasattr(config, name) else run, name)
-        if name == "dtype" and given is not None:
-            given = precision.resolve_dtype(given, device)
-        if name == "warmup" and isinstance(given, float):
-            given = round(given * run.steps)
-        if given is not None and given != saved:
-            flag = "--" + name.replace("_", "-")
-            raise CLIError(f"{flag} {given} differs from the checkpoint's {saved}; drop it to resume the run as it was")
-    return config, run
-
-
-def cmd_train_shakespeare(args: argparse.Namespace) -> None:
-    """``microgpt train shakespeare``; under torchrun every process runs it, and only rank 0 prints."""
-    from microgpt import distributed  # torch: see train_names_torch
-
-    with contextlib.redirect_stdout(sys.stdout if distributed.is_main() else io.StringIO()):
-        train_shakespeare(args)
-
-
-def train_shakespeare(args: argparse.Namespace) -> None:
-    """Load the text, settle the settings (fresh or from the checkpoint), train, and report."""
-    from microgpt import batching, distributed, memory, precision, train  # torch: see train_names_torch
-    from microgpt.checkpoint import load_checkpoint
-    from microgpt.device import pick_device
-
-    check_out(Path(args.out))
-    text = load_shakespeare(args.data)
-    data_sha256 = hashlib.sha256(text.encode()).hexdigest()
-    device = distributed.device_for_rank(pick_device(args.device))
-    splits, ckpt_path, world = batching.split_text(text), Path(args.out) / "ckpt.pt", distributed.world_size()
-    resume = None
-    if args.resume:
-        if not ckpt_path.exists():
-            raise CLIError(f"--resume: there is no checkpoint to resume in {args.out}; run without --resume to start")
-        resume = load_checkpoint(ckpt_path)
-        config, run = resumed_settings(args, resume, device, data_sha256)
-    elif ckpt_path.exists():
-        raise CLIError(f"{args.out} already holds a checkpoint; add --resume to continue it, or choose another --out")
-    else:
-        flags = {name: getattr(args, name) for name in SHAKESPEARE}
-        config, run = train.text_settings(splits, device, data_sha256, args.steps, **flags)
-    if note := precision.warning(run.dtype, device):
-        print(f"microgpt: warning: {note}", file=sys.stderr)
-    precision.set_matmul_precision(device, run.dtype)
-    if run.batch_size % (world * run.grad_accum):
-        parts = [f"{world} processes"] * (world > 1) + [f"{run.grad_accum} micro-batches"] * (run.grad_accum > 1)
-        raise CLIError(f"--batch-size {run.batch_size} does not split evenly across {' x '.join(parts)}; "
-                       f"use a multiple of {world * run.grad_accum}")
-    memory.check_fits(config, run.batch_size // (world * run.grad_accum), device)
-    if distributed.is_main():
-        make_out(Path(args.out))
-    print(f"text: {len(splits.train):,} training and {len(splits.val):,} validation characters, "
-          f"vocab size {splits.tokenizer.vocab_size}")
-    print(f"model: {memory.param_count(config):,} parameters, {config}, device {device}, dtype {run.dtype}")
-    print(f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
-          + (f" ({world} processes, {run.batch_size // world} blocks each)" if world > 1 else "")
-          + (f" in {run.grad_accum} micro-batches of {run.batch_size // (world * run.grad_accum)}"
-             if run.grad_accum > 1 else "")
-          + (f", resuming after step {resume['step']}" if resume else ""))
-    distributed.init(device)
-    try:
-        result = train.train_text(splits, config, run, args.out, device=device, eval_interval=args.eval_interval,
-                                  ckpt_interval=args.ckpt_interval, log_interval=args.log_interval, resume=resume,
-                                  progress=not args.quiet)
-    finally:
-        distributed.cleanup()
-    if result.val_loss is not None:
-        print(f"val loss {result.val_loss:.4f}")
-    print(f"wrote {ckpt_path} and {Path(args.out) / 'metrics.jsonl'}")
-    print_summary(result.steps_run, result.seconds, result.tokens)
 
 
 def add_shakespeare_parser(datasets) -> None:
@@ -340,39 +144,6 @@ def add_shakespeare_parser(datasets) -> None:
     p.set_defaults(run=cmd_train_shakespeare)
 
 
-def cmd_sample(args: argparse.Namespace) -> None:
-    """``microgpt sample``: names stop at BOS; text always runs to ``--max-chars``."""
-    import torch  # here, not at the top: see train_names_torch
-
-    from microgpt.checkpoint import load_checkpoint, model_from, tokenizer_from
-    from microgpt.device import pick_device
-    from microgpt.sample import generate
-
-    ckpt = load_checkpoint(args.checkpoint)
-    device = pick_device(args.device)
-    model, tok = model_from(ckpt, device), tokenizer_from(ckpt)
-    names = ckpt["dataset"] == "names"
-    prompt = args.prompt or ""
-    try:
-        ids = ([tok.bos] if names else []) + tok.encode(prompt or ("" if names else "\n"))
-    except ValueError as err:
-        raise CLIError(f"--prompt: {err}") from None
-    max_chars = args.max_chars or (model.config.block_size if names else 500)
-    num = args.num_samples or (20 if names else 1)
-    generator = torch.Generator(device).manual_seed(args.seed)
-    temperature = args.temperature or (0.5 if names else 0.8)
-    rows = generate(model, torch.tensor([ids] * num, device=device), max_chars, temperature,
-                    args.top_k, generator, stop_token=tok.bos if names else None, banned=None if names else tok.bos,
-                    top_p=args.top_p)
-    texts = []
-    for row in rows.tolist():
-        texts.append(prompt + tok.decode(row[: row.index(tok.bos)] if tok.bos in row else row))
-    if names:
-        print_samples(texts)
-    for i, text in enumerate([] if names else texts, 1):
-        print(f"--- sample {i} ---\n{text}")
-
-
 def add_sample_parser(commands) -> None:
     """``microgpt sample`` and its flags."""
     p = commands.add_parser(
@@ -392,13 +163,6 @@ def add_sample_parser(commands) -> None:
     p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
     p.set_defaults(run=cmd_sample)
-
-
-def cmd_doctor(args: argparse.Namespace) -> None:
-    """``microgpt doctor``: the environment report."""
-    from microgpt import doctor
-
-    doctor.main()
 
 
 def build_parser() -> argparse.ArgumentParser:

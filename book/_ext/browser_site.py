@@ -25,7 +25,7 @@ FETCH = (f"mkdir -p _build/pyodide && (cd _build/pyodide && npm pack -q pyodide@
          f"&& tar xzf pyodide-{PYODIDE_VERSION}.tgz)")
 PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
 # The command line and what it imports to train on the scalar engines: no torch, no third-party package.
-MODULES = ("__init__", "autograd", "cli", "config", "data", "scalar", "tokenizer")
+MODULES = ("__init__", "autograd", "cli", "commands", "config", "data", "scalar", "tokenizer")
 PAGE_FILES = ("page.js", "worker.js")
 SPEED = Path("book/results/browser_speed.json")
 
