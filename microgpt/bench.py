@@ -8,6 +8,9 @@ step with its spread (minimum, quartiles, maximum), tokens per second, and each 
 rung before it and over the first rung, in tokens per second (a batch of 32 names does 32 names' work in
 one step). A rung slower than the one before it shows a speed-up below 1.
 
+The ladders are in :mod:`microgpt.ladders`, the timing in :mod:`microgpt.timing`, the peaks and the
+profile in :mod:`microgpt.roofline`; this module runs them and prints (or saves) the report.
+
 ``names``: the 4,192-parameter model of Part I, from the scalar engine to batched torch (1 thread).
 ``shakespeare``: the 836K-parameter step of ``microgpt train shakespeare`` (32 blocks of 256
 characters, AdamW, clipping), from plain float32 eager to what the package runs by default and to
@@ -18,334 +21,25 @@ the copy bandwidth, the default step's profile by group of operations, and the t
 from __future__ import annotations
 
 import argparse
-import functools
-import gc
 import json
 import os
 import platform
-import random
 import shlex
-import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
-from microgpt import batching, scalar, train
-from microgpt.checkpoint import read_metrics
-from microgpt.config import SHAKESPEARE, GPTConfig
-from microgpt.data import DataError, load_names, load_shakespeare
+from microgpt.data import DataError
 from microgpt.device import DeviceError, pick_device
-from microgpt.model import GPT
-from microgpt.port import gpt_from_scalar
-from microgpt.precision import attention_kernel, grad_scaler, resolve_dtype
-from microgpt.tokenizer import CharTokenizer
+from microgpt.ladders import REFERENCE, loop_ms, names_rungs, shakespeare_rungs
+from microgpt.roofline import copy_bandwidth, matmul_peaks, step_profile
+from microgpt.timing import Rung, cpu_seconds, other_load, run
 
 ALL_THREADS = torch.get_num_threads()  # torch's default (one per core), read before a suite changes it
-
-
-@dataclass
-class Rung:
-    """One way to run a training step: ``step(i)`` does step ``i`` and returns the tokens it trained on."""
-
-    name: str
-    step: Callable[[int], int]
-    steps_per_round: int
-    flops_per_step: float = 0.0  # model FLOPs of one step (see step_flops); 0 where not counted
-    dtype: str = "float32"  # the format of its matrix products, whose matmul peak it is compared with
-    default: bool = False  # the step the package's own training command runs on this device
-    compile_s: float | None = None  # seconds of the first, compiling step (compiled rungs only)
-    shape: tuple[GPTConfig, int] | None = None  # the model's shape and batch size, where profiled by groups
-    times: list[float] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-
-    def run_round(self, start: int, sync: Callable[[], None], record: bool) -> int:
-        """Run ``steps_per_round`` steps from step ``start``, timing each; returns the next step."""
-        for i in range(start, start + self.steps_per_round):
-            t0 = time.perf_counter()
-            n = self.step(i)
-            sync()
-            if record:
-                self.times.append(time.perf_counter() - t0)
-                self.tokens.append(n)
-        return start + self.steps_per_round
-
-    def summary(self) -> dict:
-        """Median ms per step and its spread, tokens per second (at the median step time) and GFLOP/s."""
-        ms = spread([1000 * t for t in self.times])
-        result = {"rung": self.name, "ms_per_step": ms["median"], "ms_spread": ms,
-                  "tokens_per_s": statistics.mean(self.tokens) / ms["median"] * 1000,
-                  "timed_steps": len(self.times), "dtype": self.dtype, "default": self.default}
-        if self.flops_per_step:
-            result["gflops_per_s"] = self.flops_per_step / ms["median"] / 1e6
-        if self.compile_s is not None:
-            result["compile_s"] = self.compile_s
-        return result
-
-
-def spread(values: Sequence[float]) -> dict:
-    """The minimum, quartiles (median among them) and maximum of ``values``."""
-    ordered = sorted(values)
-    q1, median, q3 = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else ordered * 3
-    return {"min": ordered[0], "q1": q1, "median": median, "q3": q3, "max": ordered[-1]}
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """A function that waits until ``device`` has finished its queued work (a no-op on the CPU)."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    if device.type == "mps":
-        return torch.mps.synchronize
-    return lambda: None
-
-
-def compile_now(rung: Rung, device: torch.device) -> Rung:
-    """Run a compiled rung's first step now and keep its time as ``compile_s``, apart from the timed steps."""
-    sync = synchronizer(device)
-    sync()
-    t0 = time.perf_counter()
-    rung.step(0)
-    sync()
-    rung.compile_s = time.perf_counter() - t0
-    return rung
-
-
-# --- names: the 4,192-parameter model, from scalars to batches -------------------------------------
-
-
-def names_setup(seed: int = 42) -> tuple[list[str], CharTokenizer, GPTConfig, dict]:
-    """The names run's data and initial weights, as ``microgpt train names`` makes them."""
-    docs = load_names()
-    rng = random.Random(seed)
-    rng.shuffle(docs)
-    tok = CharTokenizer.from_docs(docs)
-    config = GPTConfig(tok.vocab_size)
-    return docs, tok, config, scalar.init_weights(config, rng)
-
-
-def scalar_rung(name: str, docs, tok, config, weights, fused: bool, steps: int) -> Rung:
-    """The pure-Python engine: one name per step, exactly the original's loop body."""
-    model = scalar.ScalarGPT(config, weights, fused=fused)
-    optimizer = scalar.Adam(model.params)
-    encoded = [tok.wrap(doc) for doc in docs[:2000]]
-
-    def step(i: int) -> int:
-        tokens = encoded[i % len(encoded)]
-        scalar.doc_loss(model, tokens).backward()
-        optimizer.step(0.01 * (1 - i / 1000))
-        return min(len(tokens) - 1, config.block_size)
-
-    return Rung(name, step, steps)
-
-
-def torch_rung(name: str, docs, tok, config, weights, device: torch.device, batch_size: int, steps: int,
-               compile: bool = False) -> Rung:
-    """The batched torch step that ``microgpt train names`` runs (``train.names_step`` or, compiled,
-    ``train.compiled_names_step``), float32."""
-    model = gpt_from_scalar(config, weights, sdpa=True).to(device)
-    data = batching.encode_names(docs, tok, config.block_size).to(device)
-    if compile:
-        names_step = train.compiled_names_step(model)
-    else:
-        optimizer = train.make_names_optimizer(model)
-        names_step = functools.partial(train.names_step, model, optimizer)
-
-    def step(i: int) -> int:
-        x, y, weight = batching.names_batch(data, i, batch_size, pad_to_block=compile)
-        names_step(x, y, weight, 0.01 * (1 - i % 1000 / 1000)).item()
-        return batching.names_tokens(data, i, batch_size)
-
-    return Rung(name, step, steps)
-
-
-def names_rungs(device: torch.device, steps: int, compile: bool) -> list[Rung]:
-    """The names ladder, slowest first: scalar, scalar fused, torch batch 1 (eager, compiled), torch batch 32."""
-    docs, tok, config, weights = names_setup()
-    rungs = [
-        scalar_rung("scalar (atomic Values)", docs, tok, config, weights, fused=False, steps=max(1, steps // 20)),
-        scalar_rung("scalar, fused dot products", docs, tok, config, weights, fused=True, steps=max(1, steps // 10)),
-        torch_rung("torch eager, batch 1", docs, tok, config, weights, device, 1, steps),
-    ]
-    if compile:
-        compiled = torch_rung("torch compiled, batch 1", docs, tok, config, weights, device, 1, steps, True)
-        rungs.append(compile_now(compiled, device))
-    rungs.append(torch_rung("torch eager, batch 32", docs, tok, config, weights, device, 32, steps))
-    return rungs
-
-
-# --- shakespeare: the 836K-parameter step, from plain float32 to the package's default ----------------
-
-
-SMALL = {"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2, "batch_size": 8}  # --small: a quick check
-
-
-def shakespeare_setup(small: bool = False) -> tuple[batching.TextSplits, GPTConfig, int]:
-    """The text, model shape and batch size of ``microgpt train shakespeare`` (its defaults, or ``SMALL``)."""
-    splits = batching.split_text(load_shakespeare())
-    s = SMALL if small else SHAKESPEARE
-    config = GPTConfig(splits.tokenizer.vocab_size, s["block_size"], s["n_layer"], s["n_embd"], s["n_head"])
-    return splits, config, s["batch_size"]
-
-
-def step_flops(model: GPT, batch_size: int) -> float:
-    """Model FLOPs of one training step on ``batch_size`` full blocks, counted as nanoGPT and PaLM count them.
-
-    Each weight of a matrix product (every ``nn.Linear``) does one multiply-add per token forward
-    (2 FLOPs) and two backward (4): 6 per weight per token. Attention's scores ``q @ k.T`` and weighted
-    sum ``att @ v`` add ``2 * 2 * T * n_embd`` per token and layer forward, times 3 with the backward,
-    over the full T x T square (a causal kernel skips about half of it). Embedding lookups, norms,
-    softmax, the loss and the optimiser are not counted.
-    """
-    c = model.config
-    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    per_token = 6 * linear + 12 * c.n_layer * c.n_embd * c.block_size
-    return per_token * batch_size * c.block_size
-
-
-def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa: bool, dtype: str,
-              compile: bool = False, default: bool = False) -> Rung:
-    """``train.text_step`` on the Shakespeare shape, with the attention, precision and compilation given."""
-    config, batches = data
-    run = train.RunConfig(steps=1, batch_size=len(batches[0][0]))
-    torch.manual_seed(run.seed)
-    model = GPT(config, sdpa=sdpa).to(device).use_kernel(attention_kernel(device, dtype))
-    optimizer = train.make_text_optimizer(model, run, device)
-    flops = step_flops(model, run.batch_size)
-    forward, scaler = torch.compile(model) if compile else model, grad_scaler(device, dtype)
-
-    def step(i: int) -> int:
-        x, y = batches[i % len(batches)]
-        train.text_step(forward, optimizer, x, y, run.lr, run.grad_clip, device, dtype, scaler)
-        return x.numel()
-
-    return Rung(name, step, steps, flops, dtype, default, shape=(config, run.batch_size))
-
-
-REFERENCE = "+ SDPA attention"  # float32 eager with the fused kernel: the reference step
-
-
-def shakespeare_rungs(device: torch.device, steps: int, compile: bool, small: bool = False) -> list[Rung]:
-    """The Shakespeare ladder, each rung adding one change: SDPA, bf16 autocast, torch.compile.
-
-    The second rung, float32 with PyTorch's fused attention, is the reference: the step as nanoGPT runs it.
-    """
-    splits, config, batch_size = shakespeare_setup(small)
-    seed = SHAKESPEARE["seed"]
-    batches = [tuple(t.to(device) for t in batching.get_batch(splits.train, i, seed, config.block_size, batch_size))
-               for i in range(4)]
-    data, dtype = (config, batches), resolve_dtype(SHAKESPEARE["dtype"], device)
-    rungs = [text_rung("fp32 eager (explicit mask)", data, device, steps, sdpa=False, dtype="float32"),
-             text_rung(REFERENCE, data, device, steps, sdpa=True, dtype="float32", default=dtype == "float32")]
-    if dtype != "float32":  # only where resolve_dtype would train in it: natively supported
-        name = "+ bf16 autocast" if dtype == "bfloat16" else "+ fp16 autocast, GradScaler"
-        rungs.append(text_rung(name, data, device, steps, sdpa=True, dtype=dtype, default=True))
-    if compile:
-        compiled = text_rung("+ torch.compile", data, device, steps, sdpa=True, dtype=dtype, compile=True)
-        rungs.append(compile_now(compiled, device))
-    return rungs
-
-
-def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, reps: int = 20) -> float:
-    """GFLOP/s of an ``n x n`` by ``n x n`` matrix product on ``device``: the fastest of ``reps``, a peak."""
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    sync, best = synchronizer(device), float("inf")
-    for _ in range(reps):
-        sync()
-        t0 = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
-
-
-def matmul_peaks(device: torch.device) -> dict:
-    """The device's measured matmul GFLOP/s in float32 and in the 16-bit format ``--dtype auto`` picks there."""
-    n = 2048 if device.type == "cpu" else 8192
-    peaks = {"size": n, "float32": matmul_gflops(device, torch.float32, n)}
-    auto = resolve_dtype("auto", device)
-    if auto != "float32":
-        peaks[auto] = matmul_gflops(device, getattr(torch, auto), n)
-    return peaks
-
-
-def copy_bandwidth(device: torch.device, mib: int = 256, reps: int = 10) -> float:
-    """GB/s of copying a ``mib`` MiB tensor (bytes read plus bytes written): the fastest of ``reps``, a peak."""
-    a = torch.ones(mib * 2**18, device=device)
-    b, sync, best = torch.empty_like(a), synchronizer(device), float("inf")
-    for _ in range(reps):
-        sync()
-        t0 = time.perf_counter()
-        b.copy_(a)
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * a.numel() * a.element_size() / best / 1e9
-
-
-GROUPS = ("matmuls", "attention", "norms and element-wise", "casts and copies", "cross-entropy", "optimizer")
-
-
-def op_group(name: str, shapes: Sequence, block_size: int) -> str:
-    """The part of the step a profiled operation belongs to, from its name and its inputs' shapes.
-
-    Attention is the fused kernel, or every batched product and operation on a ``block_size x block_size``
-    score matrix.
-    """
-    op = name.removeprefix("aten::")
-    if "attention" in op or any(len(s) >= 2 and s[-2:] == [block_size, block_size] for s in shapes):
-        return "attention"
-    if op == "bmm":  # the linear layers' products are 2-d (mm); the attention's, per head, batched
-        return "attention"
-    if op in ("mm", "addmm"):
-        return "matmuls"
-    if "adam" in op or op.startswith("_foreach") or op in ("linalg_vector_norm", "clamp", "stack"):
-        return "optimizer"
-    if "log_softmax" in op or "nll_loss" in op:
-        return "cross-entropy"
-    if op in ("copy_", "_to_copy", "clone"):
-        return "casts and copies"
-    return "norms and element-wise"
-
-
-def profile_groups(rung: Rung, block_size: int, steps: int = 3) -> dict[str, float]:
-    """Milliseconds per step of each group of operations (self time, from torch.profiler) on ``rung``."""
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # keeps the profiler's own start/stop lines out
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
-        for i in range(steps):
-            rung.step(i)
-    ms = dict.fromkeys(GROUPS, 0.0)
-    for event in prof.key_averages(group_by_input_shape=True):
-        ms[op_group(event.key, event.input_shapes or [], block_size)] += event.self_cpu_time_total / 1000 / steps
-    return ms
-
-
-def group_work(config: GPTConfig, batch_size: int, bytes_per_value: int) -> dict[str, tuple[float, float]]:
-    """(FLOPs, bytes moved) of one training step's groups, forward and backward, by formula (bytes: a lower bound).
-
-    ``bytes_per_value``: 2 where products read bfloat16, 4 in float32. Matmuls: 6 FLOPs per weight per
-    token, each product reading its two inputs and writing its output once. Attention: the full T x T
-    square (as :func:`step_flops`), a fused kernel reading q, k, v, the output and their gradients.
-    Norms and element-wise (RMSNorm, ReLU, residual additions, float32): about 30 FLOPs and 42 values
-    moved per layer and channel of each token. Cross-entropy: about 7 FLOPs and 4 float32 values per
-    logit. AdamW with clipping: about 18 FLOPs and 10 float32 values per parameter.
-    """
-    c, n, b = config, batch_size * config.block_size, bytes_per_value
-    model = GPT(c)
-    linears = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    params = sum(p.numel() for p in model.parameters())
-    matmul_bytes = sum(3 * b * (n * (i + o) + i * o) for i, o in linears)
-    return {"matmuls": (6 * n * sum(i * o for i, o in linears), matmul_bytes),
-            "attention": (12 * c.n_layer * c.n_embd * c.block_size * n, 12 * c.n_layer * n * c.n_embd * b),
-            "norms and element-wise": (30 * c.n_layer * n * c.n_embd, 4 * 42 * c.n_layer * n * c.n_embd),
-            "cross-entropy": (7 * n * c.vocab_size, 4 * 4 * n * c.vocab_size),
-            "optimizer": (18 * params, 4 * 10 * params)}
-
-
-# --- running and reporting ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -380,69 +74,6 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def cpu_seconds() -> tuple[float, float] | None:
-    """(CPU seconds the whole machine has been busy, CPU seconds this process has used); None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
-    own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
-
-
-def run(rungs: Sequence[Rung], device: torch.device, rounds: int) -> list[dict]:
-    """Warm every rung up (one round), then time ``rounds`` interleaved rounds; a summary per rung."""
-    sync = synchronizer(device)
-    gc.collect()
-    gc.freeze()  # the set-up's objects (torch's included) are never rescanned: the scalar engine is GC-bound
-    next_step = [0] * len(rungs)
-    try:
-        for r in range(rounds + 1):
-            for k, rung in enumerate(rungs):
-                next_step[k] = rung.run_round(next_step[k], sync, record=r > 0)
-    finally:
-        gc.unfreeze()
-    results = [rung.summary() for rung in rungs]
-    for below, result in zip([None, *results], results):  # speed-ups in tokens/s: fair across batch sizes
-        result["x_rung_below"] = result["tokens_per_s"] / below["tokens_per_s"] if below else None
-        result["x_first_rung"] = result["tokens_per_s"] / results[0]["tokens_per_s"]
-    return results
-
-
-def other_load(before: tuple[float, float] | None, after: tuple[float, float] | None, seconds: float) -> float | None:
-    """The share (%) of the machine's CPU time that other processes used between two ``cpu_seconds()``."""
-    if before is None or after is None or seconds <= 0:
-        return None
-    others = (after[0] - before[0]) - (after[1] - before[1])
-    return max(0.0, 100 * others / (seconds * (os.cpu_count() or 1)))
-
-
-def step_profile(rung: Rung) -> dict:
-    """Each group's ms per step (profiled) and, where its work is counted, GFLOP/s and FLOPs per byte."""
-    config, batch_size = rung.shape
-    groups = profile_groups(rung, config.block_size)
-    work = group_work(config, batch_size, 2 if rung.dtype == "bfloat16" else 4)
-    rows = {}
-    for name, ms in groups.items():
-        rows[name] = row = {"ms": ms, "pct": 100 * ms / sum(groups.values())}
-        if name in work and ms > 0:
-            flops, nbytes = work[name]
-            row.update(gflops_per_s=flops / ms / 1e6, flops_per_byte=flops / nbytes, gb_per_s=nbytes / ms / 1e6)
-    return {"rung": rung.name, "dtype": rung.dtype, "groups": rows}
-
-
-def loop_ms(device: torch.device, steps: int, small: bool = False) -> dict:
-    """The spread of ``metrics.jsonl``'s ``ms`` over ``steps`` steps of ``train.train_text`` on the default step
-    (after 3 unrecorded ones): the step as the training loop runs it, batches, schedule and logging included."""
-    splits, config, batch_size = shakespeare_setup(small)
-    run = train.RunConfig(steps=steps + 3, batch_size=batch_size, dtype=resolve_dtype(SHAKESPEARE["dtype"], device))
-    with tempfile.TemporaryDirectory() as out:
-        train.train_text(splits, config, run, out, device=device, progress=False)
-        return spread([r["ms"] for r in read_metrics(Path(out) / "metrics.jsonl")[3:]])
 
 
 def run_suite(name: str, device: torch.device, steps: int | None, rounds: int, compile: bool,

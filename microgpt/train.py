@@ -232,13 +232,6 @@ def make_text_optimizer(model: torch.nn.Module, run: RunConfig, device: torch.de
                              weight_decay=run.weight_decay, fused=fused)
 
 
-def text_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, lr: float,
-              grad_clip: float, device: torch.device, dtype: str,
-              scaler: torch.amp.GradScaler | None = None, accum: int = 1) -> Tensor:
-    """One optimisation step at learning rate ``lr`` with gradient clipping; returns the loss (detached)."""
-    return text_update(model, optimizer, x, y, lr, grad_clip, device, dtype, scaler, accum)[0]
-
-
 def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, lr: float,
                 grad_clip: float, device: torch.device, dtype: str, scaler: torch.amp.GradScaler | None = None,
                 accum: int = 1) -> tuple[Tensor, Tensor]:
@@ -246,11 +239,15 @@ def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Ten
 
     Each micro-batch's mean loss is divided by ``accum``, so the summed gradients are the whole batch's.
     Under DDP the ranks average their gradients once, during the last micro-batch's backward (``no_sync``
-    before it). With float16 ``scaler`` scales the loss, and the gradients are unscaled before clipping.
+    before it). float16 needs ``scaler``, one for the whole run, since its scale adapts from step to step: it
+    scales the loss, and the gradients are unscaled before clipping. bfloat16 and float32 need none.
     """
     if len(x) % accum:
         raise ValueError(f"a batch of {len(x)} rows does not split into {accum} equal micro-batches")
-    scaler = scaler or grad_scaler(device, dtype)
+    if scaler is None and dtype == "float16":
+        raise ValueError("float16 needs the run's GradScaler: make one before the first step with "
+                         "precision.grad_scaler(device, 'float16') and pass it to every step as scaler=")
+    scaler = scaler or grad_scaler(device, dtype)  # float32, bfloat16: a disabled one, which changes nothing
     set_lr(optimizer, lr)
     optimizer.zero_grad(set_to_none=True)
     losses = []

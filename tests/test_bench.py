@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from microgpt import bench, precision
+from microgpt import bench, precision, roofline, timing
 from microgpt.config import SHAKESPEARE as TEXT_DEFAULTS
 from microgpt.config import GPTConfig
 from microgpt.model import GPT
@@ -79,7 +79,7 @@ def test_shakespeare_reports_the_profile_bandwidth_and_the_loop(both):
     text = report["suites"]["shakespeare"]
     assert text["copy_gb_per_s"] > 0
     profile = text["profile"]
-    assert profile["rung"] == text["results"][-1]["rung"] and list(profile["groups"]) == list(bench.GROUPS)
+    assert profile["rung"] == text["results"][-1]["rung"] and list(profile["groups"]) == list(roofline.GROUPS)
     assert sum(g["pct"] for g in profile["groups"].values()) == pytest.approx(100)
     assert profile["groups"]["matmuls"]["gflops_per_s"] > 0 and profile["groups"]["attention"]["ms"] > 0
     loop = text["loop_ms"]
@@ -89,26 +89,26 @@ def test_shakespeare_reports_the_profile_bandwidth_and_the_loop(both):
 
 
 def test_spread_is_min_quartiles_max():
-    assert bench.spread([4.0, 1.0, 3.0, 2.0, 5.0]) == {"min": 1.0, "q1": 2.0, "median": 3.0, "q3": 4.0, "max": 5.0}
-    assert bench.spread([7.0]) == dict.fromkeys(["min", "q1", "median", "q3", "max"], 7.0)
+    assert timing.spread([4.0, 1.0, 3.0, 2.0, 5.0]) == {"min": 1.0, "q1": 2.0, "median": 3.0, "q3": 4.0, "max": 5.0}
+    assert timing.spread([7.0]) == dict.fromkeys(["min", "q1", "median", "q3", "max"], 7.0)
 
 
 def test_profiled_operations_fall_into_the_steps_groups():
     square, rows = [[32, 4, 256, 256]], [[8192, 128], [128, 128]]
-    assert bench.op_group("aten::_scaled_dot_product_flash_attention_for_cpu", [], 256) == "attention"
-    assert bench.op_group("aten::bmm", [[128, 256, 32], [128, 32, 256]], 256) == "attention"
-    assert bench.op_group("aten::_softmax", square, 256) == "attention"
-    assert bench.op_group("aten::mm", rows, 256) == "matmuls"
-    assert bench.op_group("aten::_fused_adamw_", [], 256) == "optimizer"
-    assert bench.op_group("aten::_log_softmax", [[8192, 66]], 256) == "cross-entropy"
-    assert bench.op_group("aten::_to_copy", rows, 256) == "casts and copies"
-    assert bench.op_group("aten::mul", rows, 256) == "norms and element-wise"
+    assert roofline.op_group("aten::_scaled_dot_product_flash_attention_for_cpu", [], 256) == "attention"
+    assert roofline.op_group("aten::bmm", [[128, 256, 32], [128, 32, 256]], 256) == "attention"
+    assert roofline.op_group("aten::_softmax", square, 256) == "attention"
+    assert roofline.op_group("aten::mm", rows, 256) == "matmuls"
+    assert roofline.op_group("aten::_fused_adamw_", [], 256) == "optimizer"
+    assert roofline.op_group("aten::_log_softmax", [[8192, 66]], 256) == "cross-entropy"
+    assert roofline.op_group("aten::_to_copy", rows, 256) == "casts and copies"
+    assert roofline.op_group("aten::mul", rows, 256) == "norms and element-wise"
 
 
 def test_group_work_counts_the_step_flops():
     config = GPTConfig(66, **{k: TEXT_DEFAULTS[k] for k in ("block_size", "n_layer", "n_embd", "n_head")})
-    work = bench.group_work(config, 32, 2)
-    assert work["matmuls"][0] + work["attention"][0] == bench.step_flops(GPT(config), 32)
+    work = roofline.group_work(config, 32, 2)
+    assert work["matmuls"][0] + work["attention"][0] == roofline.step_flops(GPT(config), 32)
     assert all(flops > 0 and nbytes > 0 for flops, nbytes in work.values())
 
 
@@ -134,7 +134,7 @@ def test_step_flops_counts_matmul_weights_and_attention():
     config = GPTConfig(66, **{k: TEXT_DEFAULTS[k] for k in ("block_size", "n_layer", "n_embd", "n_head")})
     linear = 4 * 12 * 128 * 128 + 128 * 66
     assert linear == 794_880
-    assert bench.step_flops(GPT(config), 32) == 32 * 256 * (6 * linear + 12 * 4 * 128 * 256)
+    assert roofline.step_flops(GPT(config), 32) == 32 * 256 * (6 * linear + 12 * 4 * 128 * 256)
 
 
 def test_slower_rungs_are_shown_as_slower():

@@ -341,7 +341,7 @@ def test_chapter_10_schedule_and_step_are_the_packages():
         [schedules.warmup_cosine(s, 500, 1e-3, 40) for s in range(500)]
     config, out = GPTConfig(20, 8, 1, 16, 2), []
     x, y = torch.randint(0, 20, (4, 8)), torch.randint(0, 20, (4, 8))
-    for step in (ns["step_fn"], lambda *a: train.text_step(*a, torch.device("cpu"), "float32")):
+    for step in (ns["step_fn"], lambda *a: train.text_update(*a, torch.device("cpu"), "float32")[0]):
         torch.manual_seed(0)
         model = GPT(config)
         optimizer = train.make_text_optimizer(model, train.RunConfig(steps=1), torch.device("cpu"))
