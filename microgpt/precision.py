@@ -8,7 +8,6 @@ instructions (``avx512_bf16`` or ``amx_bf16``), and float32 everywhere else, App
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,12 +116,6 @@ def set_matmul_precision(device: torch.device, dtype: str) -> None:
     torch.set_float32_matmul_precision("high" if use_tf32(device, dtype) else "highest")
 
 
-@functools.lru_cache(maxsize=8)
-def bf16_causal_mask(size: int, device: torch.device) -> Tensor:
-    """A ``size x size`` additive causal mask in bfloat16: 0 on and below the diagonal, -inf above."""
-    return torch.full((size, size), float("-inf"), dtype=torch.bfloat16, device=device).triu(1)
-
-
 def bf16_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0) -> Tensor:
     """Attention with the scores, softmax and weighted sum all in bfloat16, the mask added explicitly.
 
@@ -133,7 +126,7 @@ def bf16_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout
     with torch.autocast(q.device.type, enabled=False):
         (B, H, T, D), S = q.shape, k.shape[2]
         q, k, v = (t.bfloat16().reshape(B * H, -1, D) for t in (q, k, v))
-        bias = bf16_causal_mask(T, q.device) if mask is None else mask.to(torch.bfloat16)
+        bias = q.new_full((T, S), float("-inf")).triu(1) if mask is None else mask.to(torch.bfloat16)
         scores = torch.baddbmm(bias.expand(B * H, T, S), q, k.transpose(1, 2), alpha=D**-0.5)
         weights = F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
         return (weights @ v).view(B, H, T, D)
