@@ -1,6 +1,7 @@
 """Training on names with tensors: padding never counts, batch 1 in float64 retraces the scalar engine."""
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -176,9 +177,10 @@ def test_bad_flag_values_are_usage_errors():
 
 
 def notebook_function(path, name: str, namespace: dict):
-    """Exec the notebook cell that defines ``name`` into ``namespace`` and return the function."""
+    """Exec the notebook cell that defines ``name`` (a function or class) into ``namespace`` and return it."""
     cells = json.loads(path.read_text())["cells"]
-    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and f"def {name}(" in "".join(c["source"])]
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"
+               and any(f"{kind} {name}" in "".join(c["source"]) for kind in ("def", "class"))]
     assert len(sources) == 1, f"expected one cell defining {name}"
     exec(sources[0], namespace)
     return namespace[name]
@@ -188,7 +190,9 @@ def test_chapter_7_training_loop_is_train_names(shuffled):
     from pathlib import Path
 
     book = Path(__file__).resolve().parent.parent / "book" / "07_batching_and_the_causal_mask.ipynb"
-    namespace = {"torch": torch, "names_batch": batching.names_batch, "batch_loss": train.names_loss}
+    namespace = {"torch": torch, "math": math, "names_batch": batching.names_batch, "batch_loss": train.names_loss}
+    for name in ("adam_update", "FlatAdam"):  # the chapter's flat-vector Adam, which train_loop uses
+        notebook_function(book, name, namespace)
     train_loop = notebook_function(book, "train_loop", namespace)
     docs, tok, _ = shuffled
     config, weights = seed42_weights(shuffled)
