@@ -60,10 +60,12 @@ def markdown_headings(path: Path) -> list[str]:
 
 
 def output_text(output: dict) -> str:
-    """Everything an output stores as text: stream text, tracebacks, and every mime type's data."""
+    """Everything an output stores as text: stream text, tracebacks, and every textual mime type's data."""
     parts = [output.get("text", ""), output.get("ename", ""), output.get("evalue", "")]
     parts += output.get("traceback", [])
-    for value in output.get("data", {}).values():
+    for mime, value in output.get("data", {}).items():
+        if mime.startswith("image/") and mime != "image/svg+xml":
+            continue  # base64 pixels: a run like 0xBdffCE3 inside them is no memory address
         parts.append(value if isinstance(value, str) else "".join(value) if isinstance(value, list) else "")
     return "".join("".join(p) if isinstance(p, list) else p for p in parts)
 

@@ -1,6 +1,7 @@
 """tiny-shakespeare: data pipeline, schedule, training CLI, exact resume after SIGKILL, sampling."""
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -293,7 +294,9 @@ def notebook_functions(name: str, *functions: str) -> dict:
     for cell in cells:
         source = "".join(cell["source"])
         if cell["cell_type"] == "code" and any(f"def {f}(" in source for f in functions):
-            exec(source, namespace)
+            tree = ast.parse(source)  # the definitions and imports only: the cell's checks need earlier cells
+            tree.body = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.Import, ast.ImportFrom))]
+            exec(compile(tree, name, "exec"), namespace)
     assert all(f in namespace for f in functions)
     return namespace
 
