@@ -109,7 +109,8 @@ def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa:
     config, batches = data
     run = train.RunConfig(steps=1, batch_size=len(batches[0][0]))
     torch.manual_seed(run.seed)
-    model = GPT(config, sdpa=sdpa).to(device).use_kernel(attention_kernel(device, dtype))
+    kernel = attention_kernel(device, dtype)
+    model = GPT(config, sdpa=sdpa).to(device).use_kernel(kernel)
     optimizer = train.make_text_optimizer(model, run, device)
     flops = step_flops(model, run.batch_size)
     forward, scaler = torch.compile(model) if compile else model, grad_scaler(device, dtype)
@@ -119,7 +120,8 @@ def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa:
         train.text_update(forward, optimizer, x, y, run.lr, run.grad_clip, device, dtype, scaler)
         return x.numel()
 
-    return Rung(name, step, steps, flops, dtype, default, shape=(config, run.batch_size))
+    return Rung(name, step, steps, flops, dtype, default, shape=(config, run.batch_size),
+                scores_in_memory=not sdpa or kernel is not None)
 
 
 REFERENCE = "+ SDPA attention"  # float32 eager with the fused kernel: the reference step

@@ -107,12 +107,15 @@ def profile_groups(rung: Rung, block_size: int, steps: int = 3) -> dict[str, flo
     return ms
 
 
-def group_work(config: GPTConfig, batch_size: int, bytes_per_value: int) -> dict[str, tuple[float, float]]:
+def group_work(config: GPTConfig, batch_size: int, bytes_per_value: int,
+               scores_in_memory: bool = False) -> dict[str, tuple[float, float]]:
     """(FLOPs, bytes moved) of one training step's groups, forward and backward, by formula (bytes: a lower bound).
 
     ``bytes_per_value``: 2 where products read bfloat16, 4 in float32. Matmuls: 6 FLOPs per weight per
     token, each product reading its two inputs and writing its output once. Attention: the full T x T
-    square (as :func:`step_flops`), a fused kernel reading q, k, v, the output and their gradients.
+    square (as :func:`step_flops`), reading q, k, v, the output and their gradients; with
+    ``scores_in_memory`` (an explicit attention, not a flash kernel) also 11 passes over each layer's
+    ``B x H x T x T`` scores, weights and their gradients (4 forward, 7 backward).
     Norms and element-wise (RMSNorm, ReLU, residual additions, float32): about 30 FLOPs and 42 values
     moved per layer and channel of each token. Cross-entropy: about 7 FLOPs and 4 float32 values per
     logit. AdamW with clipping: about 18 FLOPs and 10 float32 values per parameter.
@@ -122,8 +125,9 @@ def group_work(config: GPTConfig, batch_size: int, bytes_per_value: int) -> dict
     linears = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     params = sum(p.numel() for p in model.parameters())
     matmul_bytes = sum(3 * b * (n * (i + o) + i * o) for i, o in linears)
+    scores = 11 * n * c.n_head * c.block_size * b if scores_in_memory else 0  # per layer
     return {"matmuls": (6 * n * sum(i * o for i, o in linears), matmul_bytes),
-            "attention": (12 * c.n_layer * c.n_embd * c.block_size * n, 12 * c.n_layer * n * c.n_embd * b),
+            "attention": (12 * c.n_layer * c.n_embd * c.block_size * n, c.n_layer * (12 * n * c.n_embd * b + scores)),
             "norms and element-wise": (30 * c.n_layer * n * c.n_embd, 4 * 42 * c.n_layer * n * c.n_embd),
             "cross-entropy": (7 * n * c.vocab_size, 4 * 4 * n * c.vocab_size),
             "optimizer": (18 * params, 4 * 10 * params)}
@@ -133,7 +137,7 @@ def step_profile(rung: Rung) -> dict:
     """Each group's ms per step (profiled) and, where its work is counted, GFLOP/s and FLOPs per byte."""
     config, batch_size = rung.shape
     groups = profile_groups(rung, config.block_size)
-    work = group_work(config, batch_size, 2 if rung.dtype == "bfloat16" else 4)
+    work = group_work(config, batch_size, 2 if rung.dtype == "bfloat16" else 4, rung.scores_in_memory)
     rows = {}
     for name, ms in groups.items():
         rows[name] = row = {"ms": ms, "pct": 100 * ms / sum(groups.values())}

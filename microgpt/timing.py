@@ -32,6 +32,7 @@ class Rung:
     default: bool = False  # the step the package's own training command runs on this device
     compile_s: float | None = None  # seconds of the first, compiling step (compiled rungs only)
     shape: tuple[GPTConfig, int] | None = None  # the model's shape and batch size, where profiled by groups
+    scores_in_memory: bool = False  # its attention stores the T x T scores (explicit), not a flash kernel
     times: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
 

@@ -6,6 +6,7 @@ tensor, without waiting for it; the loop calls ``.item()`` where it logs the los
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -287,7 +288,7 @@ def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str |
     if resume is not None:
         check_resumable(resume, config, dataclasses.asdict(run), splits.tokenizer, ckpt_path)
         model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
+        optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))  # it would adopt and update these tensors
         if resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
         set_rng_state(resume["rng"])

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from microgpt import bench, precision, roofline, timing
+from microgpt import batching, bench, ladders, precision, roofline, timing
 from microgpt.config import SHAKESPEARE as TEXT_DEFAULTS
 from microgpt.config import GPTConfig
 from microgpt.model import GPT
@@ -110,6 +110,23 @@ def test_group_work_counts_the_step_flops():
     work = roofline.group_work(config, 32, 2)
     assert work["matmuls"][0] + work["attention"][0] == roofline.step_flops(GPT(config), 32)
     assert all(flops > 0 and nbytes > 0 for flops, nbytes in work.values())
+
+
+def test_an_explicit_attention_moves_its_scores_through_memory():
+    config = GPTConfig(66, block_size=256, n_layer=4, n_embd=128, n_head=4)
+    flash, explicit = (roofline.group_work(config, 32, 2, stored)["attention"] for stored in (False, True))
+    assert explicit[0] == flash[0]  # the same FLOPs
+    assert explicit[1] - flash[1] == 11 * 32 * 4 * 256 * 256 * 2 * 4  # 11 passes over B x H x T x T bf16, 4 layers
+    assert explicit[0] / explicit[1] < 16 < flash[0] / flash[1]  # left of a CPU's ridge, where flash sits right
+
+
+def test_the_rungs_say_whose_attention_stores_its_scores(data_dir):
+    splits, config, _ = ladders.shakespeare_setup(small=True)
+    data = (config, [batching.get_batch(splits.train, 0, 1337, config.block_size, 2)])
+    rung = lambda **kw: ladders.text_rung("r", data, torch.device("cpu"), 1, **kw)
+    assert rung(sdpa=False, dtype="float32").scores_in_memory
+    assert not rung(sdpa=True, dtype="float32").scores_in_memory
+    assert rung(sdpa=True, dtype="bfloat16").scores_in_memory  # precision.bf16_attention on a CPU
 
 
 def test_steps_and_threads_flags_override_the_suite_defaults(tmp_path, data_dir):

@@ -2,6 +2,7 @@
 
 import argparse
 import ast
+import copy
 import json
 import math
 import os
@@ -336,6 +337,33 @@ def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
     train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, resume=ckpt, progress=False)
     strip = lambda records: [{k: v for k, v in r.items() if k != "ms"} for r in records]  # noqa: E731
     assert strip(metrics(tmp_path / "cut")) == strip(metrics(tmp_path / "whole"))
+
+
+def test_resuming_twice_from_one_loaded_checkpoint_leaves_it_unchanged(small, tmp_path, monkeypatch):
+    splits = batching.split_text(small.read_text())
+    config, run_config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2), train.RunConfig(steps=20, batch_size=4)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_the_checkpoint(path, *args, **kwargs):
+        real_save(path, *args, **kwargs)
+        raise Stop
+
+    real_save = train.save_checkpoint
+    monkeypatch.setattr(train, "save_checkpoint", stop_at_the_checkpoint)
+    with pytest.raises(Stop):
+        train.train_text(splits, config, run_config, tmp_path / "cut", ckpt_interval=10, progress=False)
+    monkeypatch.undo()
+    ckpt = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
+    assert ckpt["step"] == 10
+    before = copy.deepcopy(ckpt["optimizer"])
+    for name in ("first", "second"):
+        train.train_text(splits, config, run_config, tmp_path / name, resume=ckpt, progress=False)
+    assert all(torch.equal(ckpt["optimizer"]["state"][k][n], t)
+               for k, state in before["state"].items() for n, t in state.items())
+    strip = lambda path: [{k: v for k, v in r.items() if k != "ms"} for r in metrics(path)]  # noqa: E731
+    assert strip(tmp_path / "first") == strip(tmp_path / "second")
 
 
 def test_chapter_10_schedule_and_step_are_the_packages():
