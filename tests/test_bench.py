@@ -117,7 +117,7 @@ def test_an_explicit_attention_moves_its_scores_through_memory():
     flash, explicit = (roofline.group_work(config, 32, 2, stored)["attention"] for stored in (False, True))
     assert explicit[0] == flash[0]  # the same FLOPs
     assert explicit[1] - flash[1] == 11 * 32 * 4 * 256 * 256 * 2 * 4  # 11 passes over B x H x T x T bf16, 4 layers
-    assert explicit[0] / explicit[1] < 16 < flash[0] / flash[1]  # left of a CPU's ridge, where flash sits right
+    assert flash[0] / flash[1] > 8 * explicit[0] / explicit[1]  # 128 vs about 15 FLOP/byte at this shape
 
 
 def test_the_rungs_say_whose_attention_stores_its_scores(data_dir):
