@@ -129,6 +129,15 @@ def test_the_rungs_say_whose_attention_stores_its_scores(data_dir):
     assert rung(sdpa=True, dtype="bfloat16").scores_in_memory  # precision.bf16_attention on a CPU
 
 
+def test_a_cpu_without_bfloat16_keeps_the_float32_sdpa_step(data_dir, monkeypatch):
+    report = {"avx2": True, "avx512_f": True, "num_physical_cores": 2}  # no avx512_bf16, no amx_bf16
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: report, raising=False)
+    rungs = ladders.shakespeare_rungs(torch.device("cpu"), steps=1, compile=False, small=True)
+    assert [r.name for r in rungs] == ["fp32 eager (explicit mask)", ladders.REFERENCE]
+    default = next(r for r in rungs if r.default)
+    assert default.name == ladders.REFERENCE and default.dtype == "float32" and not default.scores_in_memory
+
+
 def test_steps_and_threads_flags_override_the_suite_defaults(tmp_path, data_dir):
     out = tmp_path / "bench.json"
     result = bench_cli("names", "--steps", "2", "--rounds", "2", "--threads", "2", "--no-compile", "--json", str(out))
