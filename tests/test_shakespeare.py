@@ -34,6 +34,31 @@ def metrics(folder):
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+def timeless(folder):
+    """metrics.jsonl without the step times, which differ from run to run."""
+    return [{k: v for k, v in r.items() if k != "ms"} for r in metrics(folder)]
+
+
+class Stop(Exception):
+    """Raised right after a checkpoint is written, as a kill would end the run there."""
+
+
+def train_until_checkpoint(monkeypatch, splits, config, run_config, folder, **kwargs):
+    """Run train_text into ``folder`` and stop it just after its first ckpt.pt; returns that checkpoint."""
+    real_save = train.save_checkpoint
+
+    def save_then_stop(path, *args, **kw):
+        real_save(path, *args, **kw)
+        if path.name == "ckpt.pt":  # best.pt is written just before it
+            raise Stop
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        train.train_text(splits, config, run_config, folder, progress=False, **kwargs)
+    monkeypatch.undo()
+    return load_checkpoint(folder / "ckpt.pt")
+
+
 @pytest.fixture(scope="module")
 def text(data_dir):
     return load_shakespeare(data_dir / "tinyshakespeare.txt")
@@ -162,7 +187,7 @@ def test_sigkill_then_resume_gives_bit_identical_losses(tmp_path, small):
                   "--eval-interval", 50, "--ckpt-interval", 10)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after step {step}" in resumed.stdout
-    assert metrics(killed) == [{**r, "ms": m["ms"]} for r, m in zip(metrics(tmp_path / "whole"), metrics(killed))]
+    assert timeless(killed) == timeless(tmp_path / "whole")
     assert len(metrics(killed)) == 800
     best_whole, best_killed = load_checkpoint(tmp_path / "whole" / "best.pt"), load_checkpoint(killed / "best.pt")
     val = {r["step"]: r["val_loss"] for r in metrics(killed) if "val_loss" in r}
@@ -316,54 +341,24 @@ def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
     config, run_config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2), \
         train.RunConfig(steps=30, batch_size=4, dtype="bfloat16")
     train.train_text(splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False)
-
-    class Stop(Exception):
-        pass
-
-    real_save = train.save_checkpoint
-
-    def save_then_die(path, *args, **kwargs):
-        real_save(path, *args, **kwargs)
-        if path.name == "ckpt.pt":  # best.pt is written just before it
-            raise Stop  # dies right after the step-10 checkpoint, like a kill
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
-    with pytest.raises(Stop):
-        train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, ckpt_interval=10,
-                         progress=False)
-    monkeypatch.undo()
-    ckpt = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
+    ckpt = train_until_checkpoint(monkeypatch, splits, config, run_config, tmp_path / "cut", eval_interval=10,
+                                  ckpt_interval=10)
     assert ckpt["step"] == 10
     train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, resume=ckpt, progress=False)
-    strip = lambda records: [{k: v for k, v in r.items() if k != "ms"} for r in records]  # noqa: E731
-    assert strip(metrics(tmp_path / "cut")) == strip(metrics(tmp_path / "whole"))
+    assert timeless(tmp_path / "cut") == timeless(tmp_path / "whole")
 
 
 def test_resuming_twice_from_one_loaded_checkpoint_leaves_it_unchanged(small, tmp_path, monkeypatch):
     splits = batching.split_text(small.read_text())
     config, run_config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2), train.RunConfig(steps=20, batch_size=4)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_the_checkpoint(path, *args, **kwargs):
-        real_save(path, *args, **kwargs)
-        raise Stop
-
-    real_save = train.save_checkpoint
-    monkeypatch.setattr(train, "save_checkpoint", stop_at_the_checkpoint)
-    with pytest.raises(Stop):
-        train.train_text(splits, config, run_config, tmp_path / "cut", ckpt_interval=10, progress=False)
-    monkeypatch.undo()
-    ckpt = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
+    ckpt = train_until_checkpoint(monkeypatch, splits, config, run_config, tmp_path / "cut", ckpt_interval=10)
     assert ckpt["step"] == 10
     before = copy.deepcopy(ckpt["optimizer"])
     for name in ("first", "second"):
         train.train_text(splits, config, run_config, tmp_path / name, resume=ckpt, progress=False)
     assert all(torch.equal(ckpt["optimizer"]["state"][k][n], t)
                for k, state in before["state"].items() for n, t in state.items())
-    strip = lambda path: [{k: v for k, v in r.items() if k != "ms"} for r in metrics(path)]  # noqa: E731
-    assert strip(tmp_path / "first") == strip(tmp_path / "second")
+    assert timeless(tmp_path / "first") == timeless(tmp_path / "second")
 
 
 def test_chapter_10_schedule_and_step_are_the_packages():
