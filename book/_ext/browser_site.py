@@ -5,7 +5,8 @@ WebAssembly. Everything it loads is served from the book's own host under ``brow
 itself (fetched from the npm registry before the build, never committed), the package's own
 pure-Python modules (copied from ``microgpt/``, so there is one source), the names dataset (found
 by the package, checked against its SHA-256) and the page's scripts. The page's recorded speeds
-(book/results/browser_speed.json) become MyST substitutions such as ``{{ browser_fused_ms }}``.
+(book/results/browser_speed.json) and bit-by-bit comparison with CPython (browser_bits.json) become
+MyST substitutions such as ``{{ browser_fused_ms }}`` and ``{{ bits_exp_fma }}``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_s
 MODULES = ("__init__", "autograd", "cli", "commands", "config", "data", "scalar", "tokenizer")
 PAGE_FILES = ("page.js", "worker.js")
 SPEED = Path("book/results/browser_speed.json")
+BITS = Path("book/results/browser_bits.json")
 
 
 def pyodide_dir(root: Path) -> Path:
@@ -66,10 +68,35 @@ def speed_substitutions(root: Path) -> dict[str, str]:
     return subs
 
 
+def bits_substitutions(root: Path) -> dict[str, str]:
+    """Where the page's Python and CPython part (tests/browser_bits.py's record) as page substitutions."""
+    if not (root / BITS).is_file():
+        return {}
+    record = json.loads((root / BITS).read_text())
+    subs = {"bits_machine": record["machine"], "bits_libc": record["libc"], "bits_node": record["node"],
+            "bits_steps": f"{record['steps']:,}", "bits_params": f"{record['params']:,}",
+            "bits_fma_vs_plain_initial": str(record["fma_vs_no_fma_initial"]["differ"])}
+    for name, row in record["functions"].items():
+        key = name.replace(" ", "_")
+        subs[f"bits_{key}_inputs"] = f"{row['inputs']:,}"
+        subs[f"bits_{key}_fma"] = f"{row['differ_fma']:,}"
+        subs[f"bits_{key}_plain"] = f"{row['differ_no_fma']:,}"
+    subs["bits_function_ulps"] = str(max(row["max_ulps"] for row in record["functions"].values()))
+    for run, row in record["runs"].items():
+        for part in ("initial", "losses", "final"):
+            subs[f"bits_{run}_{part}"] = f"{row[part]['differ']:,}"
+            subs[f"bits_{run}_{part}_first"] = str(row[part]["first"])
+        subs[f"bits_{run}_gap"] = f"{row['max_loss_gap']:.1e}"
+        subs[f"bits_{run}_ulps"] = str(row["initial_max_ulps"])
+        subs[f"bits_{run}_samples"] = "the same" if row["samples_equal"] else "different"
+    return subs
+
+
 def on_config_inited(app: Sphinx, config) -> None:
     root = Path(app.srcdir)
     pyodide_dir(root)  # fail at once, before rendering any page
-    config.myst_substitutions = {**(config.myst_substitutions or {}), **speed_substitutions(root)}
+    config.myst_substitutions = {**(config.myst_substitutions or {}), **speed_substitutions(root),
+                                 **bits_substitutions(root)}
 
 
 def on_build_finished(app: Sphinx, exception: Exception | None) -> None:

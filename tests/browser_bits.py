@@ -1,0 +1,147 @@
+"""Where the training page's Python and CPython part, bit by bit: book/results/browser_bits.json.
+
+    python tests/browser_bits.py [--steps 1000]
+
+The page runs CPython compiled to WebAssembly, whose C math library is musl's; CPython on Linux uses
+the GNU C library (glibc), which takes fused multiply-add (FMA) code paths on processors that have
+the instruction. This script runs ``microgpt train names --engine scalar-fused`` (seed 42) with
+tests/bits_trace.py in this CPython, in this CPython with glibc's FMA paths switched off
+(``GLIBC_TUNABLES``), and in Pyodide under Node (tests/pyodide_run.mjs: the pyodide.asm.wasm and
+package files the page loads), from Pyodide's own initial weights and from each CPython's. It
+compares every initial weight, every step's loss and every final weight exactly, and evaluates on
+each side every input the CPython run handed to exp, log and (inside random.gauss) cos, sin and log.
+Linux x86-64 with glibc only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "book" / "_ext"))
+import browser_site  # noqa: E402  (the pinned Pyodide and the modules the page loads)
+from browser_speed import machine  # noqa: E402  (tests/ is on sys.path when this file runs as a script)
+
+from microgpt import data  # noqa: E402
+
+TRACE = Path(__file__).with_name("bits_trace.py")
+RUNNER = Path(__file__).with_name("pyodide_run.mjs")
+FMA_OFF = "glibc.cpu.hwcaps=-AVX2,-FMA"  # glibc then picks its plain SSE2 exp, log, pow, sin and cos
+NODE = os.environ.get("NODE", "node")
+
+
+def cpython(request: dict, fma: bool = True) -> dict:
+    """tests/bits_trace.py's answer in a fresh CPython, with or without glibc's FMA code paths."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if not fma:
+        env["GLIBC_TUNABLES"] = FMA_OFF
+    result = subprocess.run([sys.executable, str(TRACE)], input=json.dumps(request), env=env,
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def pyodide(request: dict) -> dict:
+    """tests/bits_trace.py's answer in Pyodide under Node, with the package files the page loads."""
+    home = "/home/pyodide"
+    files = {f"{home}/microgpt/{m}.py": (REPO / "microgpt" / f"{m}.py").read_text() for m in browser_site.MODULES}
+    files[f"{home}/bits_trace.py"] = TRACE.read_text()
+    files["/request.json"] = json.dumps(request)
+    code = (f"import json, os, sys; os.environ['MICROGPT_DATA'] = '/data'; sys.path.insert(0, {home!r}); "
+            "import bits_trace; bits_trace.answer(json.load(open('/request.json')))")
+    job = {"pyodide": str(REPO / browser_site.PYODIDE_DIR), "files": files,
+           "binary": {"/data/names.txt": str(data.fetch("names"))}, "code": code}
+    result = subprocess.run([NODE, str(RUNNER)], input=json.dumps(job), capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def first_difference(a: list[str], b: list[str]) -> dict:
+    """How many entries of two equal-length lists differ, and the first (1-based), or None."""
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return {"of": len(a), "differ": len(differ), "first": differ[0] + 1 if differ else None}
+
+
+def ulps(a: float, b: float) -> int:
+    """How many doubles apart two finite doubles of the same sign are (0 when equal)."""
+    bits = [struct.unpack("<q", struct.pack("<d", abs(x)))[0] for x in (a, b)]
+    return abs(bits[0] - bits[1])
+
+
+def max_ulps(a: list[str], b: list[str]) -> int:
+    """The largest distance, in doubles, between two equal-length lists of hex floats."""
+    return max(ulps(float.fromhex(x), float.fromhex(y)) for x, y in zip(a, b, strict=True))
+
+
+def compare(cpython_run: dict, pyodide_run: dict) -> dict:
+    """A Pyodide run against a CPython run: weights, losses (with the largest gap), final weights, samples."""
+    a, b = cpython_run["losses"], pyodide_run["losses"]
+    return {
+        "initial": first_difference(cpython_run["initial"], pyodide_run["initial"]),
+        "initial_max_ulps": max_ulps(cpython_run["initial"], pyodide_run["initial"]),
+        "losses": first_difference(a, b),
+        "max_loss_gap": max(abs(float(x) - float(y)) for x, y in zip(a, b)),
+        "final": first_difference(cpython_run["final"], pyodide_run["final"]),
+        "samples_equal": cpython_run["samples"] == pyodide_run["samples"],
+    }
+
+
+def libc() -> str:
+    name, version = platform.libc_ver()
+    return f"{name} {version}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--json", type=Path, default=REPO / browser_site.BITS)
+    args = parser.parse_args()
+    if platform.machine() != "x86_64" or not libc().startswith("glibc"):
+        sys.exit(f"browser_bits.py: needs Linux x86-64 with glibc, this is {platform.machine()} with {libc()}")
+    request = {"seed": 42, "steps": args.steps}
+    fma = cpython({**request, "record": True})
+    plain = cpython(request, fma=False)
+    inputs = fma.pop("inputs")
+    print(f"CPython done; {sum(map(len, inputs.values()))} libm inputs", flush=True)
+    values = {"fma": cpython({"evaluate": inputs}), "no_fma": cpython({"evaluate": inputs}, fma=False),
+              "pyodide": pyodide({"evaluate": inputs})}
+    functions = {name: {"inputs": len(xs),
+                        "differ_fma": first_difference(values["fma"][name], values["pyodide"][name])["differ"],
+                        "differ_no_fma": first_difference(values["no_fma"][name], values["pyodide"][name])["differ"],
+                        "max_ulps": max(max_ulps(values[c][name], values["pyodide"][name]) for c in ("fma", "no_fma"))}
+                 for name, xs in inputs.items()}
+    print(json.dumps(functions), flush=True)
+    own = pyodide(request)
+    runs = {
+        "own_weights_vs_fma": compare(fma, own),
+        "own_weights_vs_no_fma": compare(plain, own),
+        "fma_weights_vs_fma": compare(fma, pyodide({**request, "weights": fma["initial"]})),
+        "no_fma_weights_vs_no_fma": compare(plain, pyodide({**request, "weights": plain["initial"]})),
+    }
+    node = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    record = {
+        "command": " ".join(["python tests/browser_bits.py", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(), "fma": "fma" in Path("/proc/cpuinfo").read_text().split(), "libc": libc(),
+        "cpython": platform.python_version(),
+        "pyodide": browser_site.PYODIDE_VERSION, "node": node, "fma_off": f"GLIBC_TUNABLES={FMA_OFF}",
+        "seed": request["seed"], "steps": args.steps, "params": len(fma["initial"]),
+        "fma_vs_no_fma_initial": first_difference(fma["initial"], plain["initial"]),
+        "functions": functions, "runs": runs,
+    }
+    args.json.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(runs, indent=1))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    main()
+    print(f"{time.perf_counter() - start:.0f} s")
