@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     names.add_argument("--data", metavar="FILE", help="your own file, one document a line (no checksum)")
     names.add_argument("--log-every", type=positive_int, default=100,
                        help="when output is not a terminal, print a step line this often (default %(default)s)")
+    names.add_argument("--exact-loss", action="store_true",
+                       help="print each step's loss with every digit (its repr), to compare two runs bit for bit")
     names.set_defaults(run=cmd_train_names)
     add_shakespeare_parser(datasets)
     add_sample_parser(commands)

@@ -41,14 +41,21 @@ def make_out(out: Path) -> None:
         raise CLIError(f"--out {out}: cannot create it ({err.strerror or err})") from None
 
 
-def step_printer(steps: int, every: int) -> Callable[[int, float], None]:
-    """Print the original's step line: in place on a terminal, every ``every`` steps otherwise."""
+def step_printer(steps: int, every: int, exact: bool = False) -> Callable[[int, float], None]:
+    """Print the original's step line: in place on a terminal, every ``every`` steps otherwise.
+
+    ``exact`` prints the loss with every digit (its ``repr``) instead of four decimals.
+    """
     tty = sys.stdout.isatty()
+    width = 0  # on a terminal, each line covers the longest one before it (an exact loss varies in length)
 
     def show(step: int, loss: float) -> None:
-        line = f"step {step + 1:4d} / {steps:4d} | loss {loss:.4f}"
+        nonlocal width
+        value = repr(loss) if exact else f"{loss:.4f}"
+        line = f"step {step + 1:4d} / {steps:4d} | loss {value}"
         if tty:
-            print(line, end="\n" if step + 1 == steps else "\r", flush=True)
+            width = max(width, len(line))
+            print(line.ljust(width), end="\n" if step + 1 == steps else "\r", flush=True)
         elif (step + 1) % every == 0 or step + 1 == steps:
             print(line, flush=True)
 
@@ -90,7 +97,7 @@ def train_names_scalar(args: argparse.Namespace, docs: list[str]) -> None:
     print(f"num params: {len(model.params)}")
     encoded = [tok.wrap(doc) for doc in docs]
     start = time.perf_counter()
-    scalar.train(model, encoded, args.steps, args.lr, step_printer(args.steps, args.log_every))
+    scalar.train(model, encoded, args.steps, args.lr, step_printer(args.steps, args.log_every, args.exact_loss))
     seconds = time.perf_counter() - start
     tokens = sum(min(len(encoded[s % len(encoded)]) - 1, config.block_size) for s in range(args.steps))
     print_summary(args.steps, seconds, tokens)

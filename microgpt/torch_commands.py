@@ -43,7 +43,7 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     model = gpt_from_scalar(config, weights, sdpa=True, dtype=getattr(torch, args.dtype)).to(device)
     print(f"num params: {model.num_params()}")
     print(f"engine: torch on {device}, {args.dtype}, batch size {args.batch_size}")
-    show = step_printer(args.steps, args.log_every)
+    show = step_printer(args.steps, args.log_every, args.exact_loss)
     if out:
         make_out(out)
     with (out / "metrics.jsonl").open("w") if out else contextlib.nullcontext() as log:

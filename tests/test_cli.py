@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from microgpt import __version__, cli
+from microgpt import __version__, cli, commands
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix=()):
@@ -182,3 +182,26 @@ def test_the_scalar_engines_run_without_torch(data_dir):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "step    3 /    3 | loss" in result.stdout and "sample  2:" in result.stdout
+
+
+def test_exact_loss_prints_every_digit_of_the_same_losses(capsys, data_dir):
+    argv = ["train", "names", "--engine", "scalar-fused", "--steps", "5", "--log-every", "1", "--num-samples", "0"]
+    losses = []
+    for extra in ([], ["--exact-loss"]):
+        assert cli.main(argv + extra) == 0
+        losses.append([line.rsplit(" ", 1)[1] for line in capsys.readouterr().out.splitlines()
+                       if line.startswith("step ")])
+    rounded, exact = losses
+    assert len(exact) == 5 and all(repr(float(x)) == x and len(x) > 10 for x in exact), exact
+    assert rounded == [f"{float(x):.4f}" for x in exact]
+
+
+def test_on_a_terminal_each_step_line_covers_the_longer_one_before_it(monkeypatch, capsys):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    show = commands.step_printer(3, 1, exact=True)
+    for step, loss in enumerate([2.934480617624684, 2.5, 2.25]):
+        show(step, loss)
+    first, second, last = capsys.readouterr().out.split("\r")
+    assert first == "step    1 /    3 | loss 2.934480617624684"
+    assert second == "step    2 /    3 | loss 2.5".ljust(len(first))
+    assert last == "step    3 /    3 | loss 2.25".ljust(len(first)) + "\n"
