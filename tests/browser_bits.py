@@ -5,12 +5,13 @@
 The page runs CPython compiled to WebAssembly, whose C math library is musl's; CPython on Linux uses
 the GNU C library (glibc), which takes fused multiply-add (FMA) code paths on processors that have
 the instruction. This script runs ``microgpt train names --engine scalar-fused`` (seed 42) with
-tests/bits_trace.py in this CPython, in this CPython with glibc's FMA paths switched off
-(``GLIBC_TUNABLES``), and in Pyodide under Node (tests/pyodide_run.mjs: the pyodide.asm.wasm and
-package files the page loads), from Pyodide's own initial weights and from each CPython's. It
-compares every initial weight, every step's loss and every final weight exactly, and evaluates on
-each side every input the CPython run handed to exp, log and (inside random.gauss) cos, sin and log.
-Linux x86-64 with glibc only.
+tests/bits_trace.py in this CPython on three math libraries: glibc as it is, glibc with its FMA
+paths switched off (``GLIBC_TUNABLES``) and musl's functions preloaded in front of glibc's
+(tests/musl_libm.py); and in Pyodide under Node (tests/pyodide_run.mjs: the pyodide.asm.wasm and
+package files the page loads), from its own initial weights and from glibc's. It compares every
+initial weight, every step's loss and every final weight exactly, and evaluates on each side every
+input the glibc run handed to exp, log and (inside random.gauss) cos, sin and log. Linux x86-64
+with glibc, gcc and musl-dev only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import platform
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "book" / "_ext"))
 import browser_site  # noqa: E402  (the pinned Pyodide and the modules the page loads)
 from browser_speed import machine  # noqa: E402  (tests/ is on sys.path when this file runs as a script)
+import musl_libm  # noqa: E402
 
 from microgpt import data  # noqa: E402
 
@@ -39,11 +42,14 @@ FMA_OFF = "glibc.cpu.hwcaps=-AVX2,-FMA"  # glibc then picks its plain SSE2 exp, 
 NODE = os.environ.get("NODE", "node")
 
 
-def cpython(request: dict, fma: bool = True) -> dict:
-    """tests/bits_trace.py's answer in a fresh CPython, with or without glibc's FMA code paths."""
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    if not fma:
-        env["GLIBC_TUNABLES"] = FMA_OFF
+def environments(musl: Path) -> dict[str, dict[str, str]]:
+    """CPython's environment for each C math library: glibc, glibc without its FMA paths, musl's in front."""
+    glibc = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}
+    return {"glibc": glibc, "glibc_no_fma": {**glibc, "GLIBC_TUNABLES": FMA_OFF}, "musl": musl_libm.environ(musl)}
+
+
+def cpython(request: dict, env: dict[str, str]) -> dict:
+    """tests/bits_trace.py's answer in a fresh CPython with the environment ``env``."""
     result = subprocess.run([sys.executable, str(TRACE)], input=json.dumps(request), env=env,
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
@@ -105,26 +111,28 @@ def main() -> None:
     args = parser.parse_args()
     if platform.machine() != "x86_64" or not libc().startswith("glibc"):
         sys.exit(f"browser_bits.py: needs Linux x86-64 with glibc, this is {platform.machine()} with {libc()}")
+    if musl_libm.missing():
+        sys.exit(f"browser_bits.py: {musl_libm.missing()}")
     request = {"seed": 42, "steps": args.steps}
-    fma = cpython({**request, "record": True})
-    plain = cpython(request, fma=False)
-    inputs = fma.pop("inputs")
-    print(f"CPython done; {sum(map(len, inputs.values()))} libm inputs", flush=True)
-    values = {"fma": cpython({"evaluate": inputs}), "no_fma": cpython({"evaluate": inputs}, fma=False),
-              "pyodide": pyodide({"evaluate": inputs})}
-    functions = {name: {"inputs": len(xs),
-                        "differ_fma": first_difference(values["fma"][name], values["pyodide"][name])["differ"],
-                        "differ_no_fma": first_difference(values["no_fma"][name], values["pyodide"][name])["differ"],
-                        "max_ulps": max(max_ulps(values[c][name], values["pyodide"][name]) for c in ("fma", "no_fma"))}
-                 for name, xs in inputs.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        envs = environments(musl_libm.build(Path(folder)))
+        runs = {lib: cpython({**request, "record": lib == "glibc"}, env) for lib, env in envs.items()}
+        inputs = runs["glibc"].pop("inputs")
+        print(f"CPython done; {sum(map(len, inputs.values()))} libm inputs", flush=True)
+        values = {lib: cpython({"evaluate": inputs}, env) for lib, env in envs.items()}
+    in_page = pyodide({"evaluate": inputs})
+    functions = {
+        name: {"inputs": len(xs),
+               **{f"differ_{lib}": first_difference(values[lib][name], in_page[name])["differ"] for lib in envs},
+               "max_ulps": max(max_ulps(values[lib][name], in_page[name]) for lib in envs)}
+        for name, xs in inputs.items()
+    }
     print(json.dumps(functions), flush=True)
     own = pyodide(request)
-    runs = {
-        "own_weights_vs_fma": compare(fma, own),
-        "own_weights_vs_no_fma": compare(plain, own),
-        "fma_weights_vs_fma": compare(fma, pyodide({**request, "weights": fma["initial"]})),
-        "no_fma_weights_vs_no_fma": compare(plain, pyodide({**request, "weights": plain["initial"]})),
-    }
+    comparisons = {f"own_weights_vs_{lib}": compare(run, own) for lib, run in runs.items()}
+    for lib in ("glibc", "glibc_no_fma"):
+        from_theirs = pyodide({**request, "weights": runs[lib]["initial"]})
+        comparisons[f"{lib}_weights_vs_{lib}"] = compare(runs[lib], from_theirs)
     node = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     record = {
         "command": " ".join(["python tests/browser_bits.py", *sys.argv[1:]]),
@@ -132,12 +140,11 @@ def main() -> None:
         "machine": machine(), "fma": "fma" in Path("/proc/cpuinfo").read_text().split(), "libc": libc(),
         "cpython": platform.python_version(),
         "pyodide": browser_site.PYODIDE_VERSION, "node": node, "fma_off": f"GLIBC_TUNABLES={FMA_OFF}",
-        "seed": request["seed"], "steps": args.steps, "params": len(fma["initial"]),
-        "fma_vs_no_fma_initial": first_difference(fma["initial"], plain["initial"]),
-        "functions": functions, "runs": runs,
+        "seed": request["seed"], "steps": args.steps, "params": len(own["initial"]),
+        "functions": functions, "runs": comparisons,
     }
     args.json.write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps(runs, indent=1))
+    print(json.dumps(comparisons, indent=1))
     print(f"wrote {args.json}")
 
 

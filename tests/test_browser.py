@@ -7,7 +7,9 @@ copy of the same MathJax release from the npm registry (.ci/run fetches it) and 
 request is refused and reported. Screenshots go to ``_build/screenshots/`` for a human to look at.
 
 The training page (book/04b_training_in_the_browser.md) is driven like a reader drives it: it trains
-microgpt under Pyodide, from the copy the build put in the site, and must print what CPython prints.
+microgpt under Pyodide, from the copy the build put in the site, and must print every digit CPython
+prints on the page's C math library (musl's functions preloaded: tests/musl_libm.py, which needs gcc
+and musl-dev) and, to the command line's four decimals, what this CPython prints.
 
 Set ``CHROMIUM`` to use another Chromium or Chrome, ``MICROGPT_MATHJAX`` to point at MathJax's ``es5``
 folder. Outside CI (``CI`` unset) the test skips when Chromium, Playwright, MathJax or Pyodide is missing.
@@ -18,6 +20,7 @@ import functools
 import http.server
 import io
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -35,6 +38,7 @@ from microgpt import cli
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "book" / "_ext"))
 import browser_site  # noqa: E402  (the book's Sphinx extension: the pinned Pyodide and what it copies)
+import musl_libm  # noqa: E402  (tests/musl_libm.py: musl's math functions, to preload)
 
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
 TOC = yaml.safe_load((REPO / "_toc.yml").read_text())
@@ -304,12 +308,13 @@ def untimed(lines: list[str]) -> list[str]:
     return [line for line in lines if not line.startswith("trained ")]
 
 
-def train_in_page(page, steps: str, seed: str, engine: str, temperature: str) -> None:
+def train_in_page(page, steps: str, seed: str, engine: str, temperature: str, exact: bool = False) -> None:
     """Fill the controls, press Train and wait until the run ends, one way or another."""
     page.fill("#mgpt-steps", steps)
     page.fill("#mgpt-seed", seed)
     page.select_option("#mgpt-engine", engine)
     page.fill("#mgpt-temperature", temperature)
+    page.set_checked("#mgpt-exact", exact)
     page.click("#mgpt-train")
     page.wait_for_function("!document.getElementById('mgpt-train').disabled", timeout=300_000)
 
@@ -320,19 +325,39 @@ def page_output(page) -> tuple[str, list[str]]:
     return command, lines
 
 
+@pytest.fixture(scope="session")
+def musl_library(tmp_path_factory) -> Path:
+    """musl's exp, log, pow, sin and cos, built to preload in front of glibc's (tests/musl_libm.py)."""
+    if platform.machine() != "x86_64" or platform.libc_ver()[0] != "glibc":
+        pytest.skip(f"preloading musl's math needs Linux x86-64 with glibc, not {platform.machine()}")
+    if musl_libm.missing():
+        missing(musl_libm.missing())
+    return musl_libm.build(tmp_path_factory.mktemp("musl"))
+
+
+def four_decimals(lines: list[str]) -> list[str]:
+    """Step lines printed with --exact-loss as the command line prints them without it."""
+    return [re.sub(r"loss ([\d.]+)$", lambda m: f"loss {float(m.group(1)):.4f}", line) if line.startswith("step ")
+            else line for line in lines]
+
+
 @pytest.mark.parametrize("engine", ["scalar-fused", "scalar"])
-def test_training_in_the_browser_prints_what_cpython_prints(visit, engine):
+def test_training_in_the_browser_prints_what_cpython_prints(visit, engine, musl_library):
+    """Every digit: equal to CPython on musl's math library (the page's); four decimals: to this CPython."""
     v = visit(TRAINING)
     page = v.page
-    train_in_page(page, "20", "42", engine, "0.5")
+    train_in_page(page, "20", "42", engine, "0.5", exact=True)
     assert page.inner_text("#mgpt-message") == "", page.inner_text("#mgpt-message")
     assert page.inner_text("#mgpt-status") == "Done: 20 steps.", page.inner_text("#mgpt-log")
     command, lines = page_output(page)
     argv = command.removeprefix("$ microgpt ").split()
     assert argv == ["train", "names", "--engine", engine, "--steps", "20", "--seed", "42",
-                    "--temperature", "0.5", "--log-every", "1"]
-    lines, expected = untimed(lines), untimed(cli_output(argv))
-    assert lines == expected, "the page's run differs from CPython's:\n" + "\n".join(lines)
+                    "--temperature", "0.5", "--log-every", "1", "--exact-loss"]
+    on_musl = subprocess.run([sys.executable, "-m", "microgpt", *argv], env=musl_libm.environ(musl_library),
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    lines, expected = untimed(lines), untimed(on_musl)
+    assert lines == expected, "the page's run differs from CPython's on musl's math:\n" + "\n".join(lines)
+    assert four_decimals(lines) == untimed(cli_output(argv[:-1])), "the page's run differs from this CPython's"
     assert sum(line.startswith("step ") for line in lines) == 20
     samples = page.eval_on_selector_all("#mgpt-samples li", "lis => lis.map(li => li.textContent)")
     assert samples == [line.split(": ", 1)[1] for line in expected if line.startswith("sample ")]

@@ -74,13 +74,10 @@ def bits_substitutions(root: Path) -> dict[str, str]:
         return {}
     record = json.loads((root / BITS).read_text())
     subs = {"bits_machine": record["machine"], "bits_libc": record["libc"], "bits_node": record["node"],
-            "bits_steps": f"{record['steps']:,}", "bits_params": f"{record['params']:,}",
-            "bits_fma_vs_plain_initial": str(record["fma_vs_no_fma_initial"]["differ"])}
+            "bits_steps": f"{record['steps']:,}", "bits_params": f"{record['params']:,}"}
     for name, row in record["functions"].items():
-        key = name.replace(" ", "_")
-        subs[f"bits_{key}_inputs"] = f"{row['inputs']:,}"
-        subs[f"bits_{key}_fma"] = f"{row['differ_fma']:,}"
-        subs[f"bits_{key}_plain"] = f"{row['differ_no_fma']:,}"
+        for field, value in row.items():  # inputs, differ_glibc, differ_glibc_no_fma, differ_musl, max_ulps
+            subs[f"bits_{name.replace(' ', '_')}_{field}"] = f"{value:,}"
     subs["bits_function_ulps"] = str(max(row["max_ulps"] for row in record["functions"].values()))
     for run, row in record["runs"].items():
         for part in ("initial", "losses", "final"):

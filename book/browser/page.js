@@ -20,9 +20,9 @@
     if (temperature === "" || !Number.isFinite(Number(temperature)) || !(Number(temperature) > 0)) {
       return { error: `The temperature must be a number above 0 such as 0.5, not "${temperature}".` };
     }
-    const engine = $("mgpt-engine").value;
+    const engine = $("mgpt-engine").value, exact = $("mgpt-exact").checked ? ["--exact-loss"] : [];
     return { steps: Number(steps), argv: ["train", "names", "--engine", engine, "--steps", steps, "--seed", seed,
-                                         "--temperature", temperature, "--log-every", "1"] };
+                                         "--temperature", temperature, "--log-every", "1", ...exact] };
   }
 
   function median(xs) {

@@ -1,0 +1,58 @@
+"""musl's exp, log, pow, sin and cos as a shared library to load in front of glibc's (``LD_PRELOAD``).
+
+    python tests/musl_libm.py FOLDER    # prints FOLDER/libmusl_math.so
+
+The training page's Python is CPython compiled to WebAssembly, whose C math library is musl's. With
+this library preloaded, CPython on glibc takes those five functions from musl too, as CPython on
+Alpine Linux does, and computes what the page computes. Built from the objects in musl's static
+library (Debian and Ubuntu: ``apt-get install musl-dev``) with gcc.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+LIBC_A = Path(os.environ.get("MUSL_LIBC_A", "/usr/lib/x86_64-linux-musl/libc.a"))
+# The five functions and the helpers they call (range reduction, kernels, tables, error paths).
+OBJECTS = ("exp", "exp_data", "log", "log_data", "pow", "pow_data", "sin", "cos", "__sin", "__cos", "__rem_pio2",
+           "__rem_pio2_large", "__math_divzero", "__math_invalid", "__math_oflow", "__math_uflow", "__math_xflow")
+
+
+def missing() -> str | None:
+    """Why the library cannot be built here, or None."""
+    if not LIBC_A.is_file():
+        return f"no musl static library at {LIBC_A} (apt-get install musl-dev, or set MUSL_LIBC_A)"
+    if shutil.which("gcc") is None or shutil.which("ar") is None:
+        return "no gcc and ar to build musl's math functions into a library"
+    return None
+
+
+def build(folder: Path) -> Path:
+    """Extract musl's math objects into ``folder`` and link them into ``folder/libmusl_math.so``."""
+    objects = [f"{name}.lo" for name in OBJECTS]
+    subprocess.run(["ar", "x", str(LIBC_A), *objects], cwd=folder, check=True)
+    library = folder / "libmusl_math.so"
+    subprocess.run(["gcc", "-shared", "-nostdlib", "-Wl,-Bsymbolic", "-o", str(library), *objects],
+                   cwd=folder, check=True, capture_output=True, text=True)
+    return library
+
+
+def environ(library: Path) -> dict[str, str]:
+    """This process's environment with ``library`` preloaded and glibc's math tunables cleared."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    env["LD_PRELOAD"] = str(library)
+    return env
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/musl_libm.py FOLDER  (builds FOLDER/libmusl_math.so)")
+    if missing():
+        sys.exit(f"musl_libm.py: {missing()}")
+    target = Path(sys.argv[1])
+    target.mkdir(parents=True, exist_ok=True)
+    print(build(target))
