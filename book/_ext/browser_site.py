@@ -74,6 +74,7 @@ def bits_substitutions(root: Path) -> dict[str, str]:
         return {}
     record = json.loads((root / BITS).read_text())
     subs = {"bits_machine": record["machine"], "bits_libc": record["libc"], "bits_node": record["node"],
+            "bits_cpython": record["cpython"],
             "bits_steps": f"{record['steps']:,}", "bits_params": f"{record['params']:,}"}
     for name, row in record["functions"].items():
         for field, value in row.items():  # inputs, differ_glibc, differ_glibc_no_fma, differ_musl, max_ulps
