@@ -12,7 +12,8 @@ prints on the page's C math library (musl's functions preloaded: tests/musl_libm
 and musl-dev) and, to the command line's four decimals, what this CPython prints.
 
 Set ``CHROMIUM`` to use another Chromium or Chrome, ``MICROGPT_MATHJAX`` to point at MathJax's ``es5``
-folder. Outside CI (``CI`` unset) the test skips when Chromium, Playwright, MathJax or Pyodide is missing.
+folder. Outside CI (``CI`` unset) the test skips when Chromium, Playwright, MathJax or Pyodide is missing,
+and the training test also when gcc or musl-dev is.
 """
 
 import contextlib
