@@ -44,7 +44,7 @@ NODE = os.environ.get("NODE", "node")
 
 def environments(musl: Path) -> dict[str, dict[str, str]]:
     """CPython's environment for each C math library: glibc, glibc without its FMA paths, musl's in front."""
-    glibc = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}
+    glibc = musl_libm.environ()
     return {"glibc": glibc, "glibc_no_fma": {**glibc, "GLIBC_TUNABLES": FMA_OFF}, "musl": musl_libm.environ(musl)}
 
 
@@ -99,20 +99,13 @@ def compare(cpython_run: dict, pyodide_run: dict) -> dict:
     }
 
 
-def libc() -> str:
-    name, version = platform.libc_ver()
-    return f"{name} {version}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--json", type=Path, default=REPO / browser_site.BITS)
     args = parser.parse_args()
-    if platform.machine() != "x86_64" or not libc().startswith("glibc"):
-        sys.exit(f"browser_bits.py: needs Linux x86-64 with glibc, this is {platform.machine()} with {libc()}")
-    if musl_libm.missing():
-        sys.exit(f"browser_bits.py: {musl_libm.missing()}")
+    if musl_libm.unsupported() or musl_libm.missing():
+        sys.exit(f"browser_bits.py: {musl_libm.unsupported() or musl_libm.missing()}")
     request = {"seed": 42, "steps": args.steps}
     with tempfile.TemporaryDirectory() as folder:
         envs = environments(musl_libm.build(Path(folder)))
@@ -137,7 +130,7 @@ def main() -> None:
     record = {
         "command": " ".join(["python tests/browser_bits.py", *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(), "fma": "fma" in Path("/proc/cpuinfo").read_text().split(), "libc": libc(),
+        "machine": machine(), "fma": "fma" in Path("/proc/cpuinfo").read_text().split(), "libc": " ".join(platform.libc_ver()),
         "cpython": platform.python_version(),
         "pyodide": browser_site.PYODIDE_VERSION, "node": node, "fma_off": f"GLIBC_TUNABLES={FMA_OFF}",
         "seed": request["seed"], "steps": args.steps, "params": len(own["initial"]),

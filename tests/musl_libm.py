@@ -11,6 +11,7 @@ library (Debian and Ubuntu: ``apt-get install musl-dev``) with gcc.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,14 @@ LIBC_A = Path(os.environ.get("MUSL_LIBC_A", "/usr/lib/x86_64-linux-musl/libc.a")
 # The five functions and the helpers they call (range reduction, kernels, tables, error paths).
 OBJECTS = ("exp", "exp_data", "log", "log_data", "pow", "pow_data", "sin", "cos", "__sin", "__cos", "__rem_pio2",
            "__rem_pio2_large", "__math_divzero", "__math_invalid", "__math_oflow", "__math_uflow", "__math_xflow")
+
+
+def unsupported() -> str | None:
+    """Why preloading in front of glibc cannot work on this system (it needs Linux x86-64 with glibc), or None."""
+    name, version = platform.libc_ver()
+    if platform.machine() != "x86_64" or name != "glibc":
+        return f"needs Linux x86-64 with glibc, this is {platform.machine()} with {name or 'another C library'}"
+    return None
 
 
 def missing() -> str | None:
@@ -41,18 +50,19 @@ def build(folder: Path) -> Path:
     return library
 
 
-def environ(library: Path) -> dict[str, str]:
-    """This process's environment with ``library`` preloaded and glibc's math tunables cleared."""
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env["LD_PRELOAD"] = str(library)
+def environ(library: Path | None = None) -> dict[str, str]:
+    """This process's environment without glibc's tunables or a preload, then with ``library`` preloaded."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}
+    if library is not None:
+        env["LD_PRELOAD"] = str(library)
     return env
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/musl_libm.py FOLDER  (builds FOLDER/libmusl_math.so)")
-    if missing():
-        sys.exit(f"musl_libm.py: {missing()}")
+    if unsupported() or missing():
+        sys.exit(f"musl_libm.py: {unsupported() or missing()}")
     target = Path(sys.argv[1])
     target.mkdir(parents=True, exist_ok=True)
     print(build(target))

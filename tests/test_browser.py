@@ -21,7 +21,6 @@ import functools
 import http.server
 import io
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -329,8 +328,8 @@ def page_output(page) -> tuple[str, list[str]]:
 @pytest.fixture(scope="session")
 def musl_library(tmp_path_factory) -> Path:
     """musl's exp, log, pow, sin and cos, built to preload in front of glibc's (tests/musl_libm.py)."""
-    if platform.machine() != "x86_64" or platform.libc_ver()[0] != "glibc":
-        pytest.skip(f"preloading musl's math needs Linux x86-64 with glibc, not {platform.machine()}")
+    if musl_libm.unsupported():
+        pytest.skip(f"preloading musl's math {musl_libm.unsupported()}")
     if musl_libm.missing():
         missing(musl_libm.missing())
     return musl_libm.build(tmp_path_factory.mktemp("musl"))

@@ -6,7 +6,7 @@ itself (fetched from the npm registry before the build, never committed), the pa
 pure-Python modules (copied from ``microgpt/``, so there is one source), the names dataset (found
 by the package, checked against its SHA-256) and the page's scripts. The page's recorded speeds
 (book/results/browser_speed.json) and bit-by-bit comparison with CPython (browser_bits.json) become
-MyST substitutions such as ``{{ browser_fused_ms }}`` and ``{{ bits_exp_fma }}``.
+MyST substitutions such as ``{{ browser_fused_ms }}`` and ``{{ bits_exp_differ_glibc }}``.
 """
 
 from __future__ import annotations
