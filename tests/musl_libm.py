@@ -33,11 +33,12 @@ def unsupported() -> str | None:
 
 def missing() -> str | None:
     """Why the library cannot be built here, or None."""
+    needs = []
     if not LIBC_A.is_file():
-        return f"no musl static library at {LIBC_A} (apt-get install musl-dev, or set MUSL_LIBC_A)"
+        needs.append(f"needs musl's static library (none at {LIBC_A}): apt-get install musl-dev, or set MUSL_LIBC_A")
     if shutil.which("gcc") is None or shutil.which("ar") is None:
-        return "no gcc and ar to build musl's math functions into a library"
-    return None
+        needs.append("needs gcc and ar to build musl's math functions: apt-get install gcc binutils")
+    return "; ".join(needs) or None
 
 
 def build(folder: Path) -> Path:

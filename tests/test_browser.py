@@ -7,21 +7,27 @@ copy of the same MathJax release from the npm registry (.ci/run fetches it) and 
 request is refused and reported. Screenshots go to ``_build/screenshots/`` for a human to look at.
 
 The training page (book/04b_training_in_the_browser.md) is driven like a reader drives it: it trains
-microgpt under Pyodide, from the copy the build put in the site, and must print every digit CPython
-prints on the page's C math library (musl's functions preloaded: tests/musl_libm.py, which needs gcc
-and musl-dev) and, to the command line's four decimals, what this CPython prints.
+microgpt under Pyodide, from the copy the build bundled into the site (as CI and the published book
+do: offline), and must print every digit CPython prints on the page's C math library (musl's functions
+preloaded: tests/musl_libm.py, which needs gcc and musl-dev) and, to the command line's four decimals,
+what this CPython prints. A book built without Pyodide fetched loads it from Pyodide's CDN instead; the
+tests at the end build the training page alone both ways (no browser needed) and train on the CDN
+build in Chromium, the CDN's requests answered from the fetched package.
 
 Set ``CHROMIUM`` to use another Chromium or Chrome, ``MICROGPT_MATHJAX`` to point at MathJax's ``es5``
-folder. Outside CI (``CI`` unset) the test skips when Chromium, Playwright, MathJax or Pyodide is missing,
-and the training test also when gcc or musl-dev is.
+folder. Outside CI (``CI`` unset) the browser tests skip, with one line saying what to install, when
+Chromium, Playwright or MathJax is missing; the training page's also when Pyodide was not fetched for
+bundling, and the training test when gcc or musl-dev is.
 """
 
 import contextlib
 import functools
 import http.server
 import io
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -46,6 +52,7 @@ SCREENSHOTS = REPO / "_build" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 MATHJAX = Path(os.environ.get("MICROGPT_MATHJAX", REPO / "_build" / "mathjax" / "package" / "es5"))
 MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/"
+CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm"}
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
@@ -62,11 +69,15 @@ KNOWN_CONSOLE_ERRORS = {
 }
 
 
-def missing(what: str) -> None:
-    """In CI a missing browser piece is a failure; on a reader's machine the test skips with the fix."""
+def missing(*needs: str | None) -> None:
+    """What this test needs and lacks (None: has it), in one line: in CI a failure, on a reader's machine a
+    skip that says what to install."""
+    line = "; ".join(need for need in needs if need)
+    if not line:
+        return
     if os.environ.get("CI"):
-        pytest.fail(f"{what} (CI must install it: see .ci/run)")
-    pytest.skip(what)
+        pytest.fail(f"{line} (CI must install it: see .ci/run)")
+    pytest.skip(line)
 
 
 @pytest.fixture(scope="module")
@@ -87,30 +98,39 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def server(html):
-    """The built HTML on http://127.0.0.1:PORT/, as a static host such as GitHub Pages serves it."""
-    handler = functools.partial(QuietHandler, directory=str(html))
+@contextlib.contextmanager
+def serving(folder: Path):
+    """``folder`` on http://127.0.0.1:PORT/, as a static host such as GitHub Pages serves it."""
+    handler = functools.partial(QuietHandler, directory=str(folder))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(html):
+    """The built book, served."""
+    with serving(html) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)")
-    if not (MATHJAX / "tex-mml-chtml.js").is_file():
-        missing(f"no MathJax 3 at {MATHJAX} (npm pack mathjax@3.2.2 into _build/mathjax and untar it)")
-    if not (REPO / browser_site.PYODIDE_DIR / "package.json").is_file():
-        missing(f"no Pyodide at {browser_site.PYODIDE_DIR}, so the book cannot build: {browser_site.FETCH}")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        missing("the playwright package is not installed (pip install -r requirements.txt)")
+        sync_playwright = None
+    missing(None if os.access(CHROMIUM, os.X_OK) else
+            f"needs Chromium (none at {CHROMIUM}): apt-get install chromium, or set CHROMIUM",
+            None if (MATHJAX / "tex-mml-chtml.js").is_file() else
+            f"needs MathJax 3 (none at {MATHJAX}): with Node's npm, mkdir -p _build/mathjax && "
+            "(cd _build/mathjax && npm pack -q mathjax@3.2.2 && tar xzf mathjax-3.2.2.tgz)",
+            None if sync_playwright else "needs the playwright package: pip install -r requirements.txt")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium
@@ -120,8 +140,9 @@ def browser():
 class Visit:
     """One page opened in a fresh browser context; what it asked of the outside world and what it logged."""
 
-    def __init__(self, browser, server: str, path: str):
-        self.server, self.outside, self.errors, self.local = server, [], [], []
+    def __init__(self, browser, server: str, path: str, cdns: dict[str, Path] | None = None):
+        self.server, self.outside, self.errors, self.local, self.from_cdn = server, [], [], [], []
+        self.cdns = {MATHJAX_CDN: MATHJAX, **(cdns or {})}  # a CDN's URL and the local copy that answers it
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.context.route("**/*", self.route)
         self.page = self.context.new_page()
@@ -135,19 +156,33 @@ class Visit:
             self.errors.append(text)
 
     def route(self, route) -> None:
-        """Local pages pass; the MathJax CDN is answered from the local copy; anything else is refused."""
+        """Local pages pass; a CDN's files (MathJax's) are answered from the local copy; anything else is refused."""
         url = route.request.url
         if url.startswith(self.server):
             self.local.append(url[len(self.server):])
-            route.continue_()
-        elif url.startswith(MATHJAX_CDN):
-            route.fulfill(path=str(MATHJAX / urllib.parse.urlsplit(url[len(MATHJAX_CDN):]).path))
-        else:
-            self.outside.append(url)
-            route.abort()
+            return route.continue_()
+        for cdn, copy in self.cdns.items():
+            if url.startswith(cdn):
+                if cdn != MATHJAX_CDN:
+                    self.from_cdn.append(url)
+                file = copy / urllib.parse.urlsplit(url[len(cdn):]).path
+                return route.fulfill(path=str(file), content_type=CONTENT_TYPES.get(file.suffix),
+                                     headers={"access-control-allow-origin": "*"})  # as the CDNs answer
+        self.outside.append(url)
+        route.abort()
 
     def close(self) -> None:
         self.context.close()
+
+
+@pytest.fixture(scope="module")
+def bundled(html) -> Path:
+    """The training page's tests need Pyodide bundled with the book: offline, every request is local."""
+    if not (REPO / browser_site.PYODIDE_DIR / "package.json").is_file():
+        missing(f"needs Pyodide {browser_site.PYODIDE_VERSION} fetched to bundle with the book: {browser_site.FETCH}")
+    manifest = json.loads((html / "browser" / "manifest.json").read_text())
+    assert manifest["pyodide_url"] == "pyodide/", f"the build did not bundle Pyodide: {manifest}"
+    return html / "browser" / "pyodide"
 
 
 @pytest.fixture
@@ -330,8 +365,7 @@ def musl_library(tmp_path_factory) -> Path:
     """musl's exp, log, pow, sin and cos, built to preload in front of glibc's (tests/musl_libm.py)."""
     if musl_libm.unsupported():
         pytest.skip(f"preloading musl's math {musl_libm.unsupported()}")
-    if musl_libm.missing():
-        missing(musl_libm.missing())
+    missing(musl_libm.missing())
     return musl_libm.build(tmp_path_factory.mktemp("musl"))
 
 
@@ -342,10 +376,13 @@ def four_decimals(lines: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("engine", ["scalar-fused", "scalar"])
-def test_training_in_the_browser_prints_what_cpython_prints(visit, engine, musl_library):
+def test_training_in_the_browser_prints_what_cpython_prints(visit, engine, bundled, request):
     """Every digit: equal to CPython on musl's math library (the page's); four decimals: to this CPython."""
+    musl_library = request.getfixturevalue("musl_library")  # after the browser's needs, which skip first
     v = visit(TRAINING)
     page = v.page
+    says = f"Python on this page: Pyodide {browser_site.PYODIDE_VERSION}, bundled with this book."
+    assert says in page.inner_text("article"), "the page does not say its Pyodide is bundled"
     train_in_page(page, "20", "42", engine, "0.5", exact=True)
     assert page.inner_text("#mgpt-message") == "", page.inner_text("#mgpt-message")
     assert page.inner_text("#mgpt-status") == "Done: 20 steps.", page.inner_text("#mgpt-log")
@@ -371,7 +408,7 @@ def test_training_in_the_browser_prints_what_cpython_prints(visit, engine, musl_
     assert not v.errors, f"console errors: {v.errors}"
 
 
-def test_the_training_page_refuses_bad_input_and_stops(visit):
+def test_the_training_page_refuses_bad_input_and_stops(visit, bundled):
     v = visit(TRAINING)
     page = v.page
     refused = {("0", "42", "0.5"): "Steps must be a whole number from 1 to 100,000",
@@ -404,7 +441,7 @@ def test_the_training_page_refuses_bad_input_and_stops(visit):
     assert not v.outside and not v.errors, (v.outside, v.errors)
 
 
-def test_a_failed_python_load_says_so_in_one_line(visit):
+def test_a_failed_python_load_says_so_in_one_line(visit, bundled):
     v = visit(TRAINING)
     page = v.page
     page.route("**/pyodide.asm.wasm", lambda route: route.abort())
@@ -421,3 +458,99 @@ def test_a_failed_python_load_says_so_in_one_line(visit):
 def test_everything_that_builds_the_book_fetches_the_pinned_pyodide():
     for path in (REPO / ".ci" / "run", REPO / "README.md"):
         assert f"pyodide@{browser_site.PYODIDE_VERSION}" in path.read_text(), f"{path.name} fetches another Pyodide"
+
+
+# Without a browser: where the page's Pyodide comes from, bundled or not, on a one-page build.
+
+PINNED_CDN = f"https://cdn.jsdelivr.net/pyodide/v{browser_site.PYODIDE_VERSION}/full/"  # Pyodide's documented CDN
+
+
+def book_root(folder: Path, fetched: str | None) -> Path:
+    """A book's root in ``folder``: the repository's package and book, and a stand-in for the npm
+    package of Pyodide release ``fetched`` (None: Pyodide was not fetched)."""
+    for name in ("microgpt", "book"):
+        (folder / name).symlink_to(REPO / name)
+    if fetched is not None:
+        package = folder / browser_site.PYODIDE_DIR
+        package.mkdir(parents=True)
+        (package / "package.json").write_text(json.dumps({"name": "pyodide", "version": fetched}))
+        for name in browser_site.PYODIDE_FILES:
+            (package / name).write_text(f"stands for {name}")
+    return folder
+
+
+def build_training_page(root: Path) -> tuple[Path, str]:
+    """The training page alone, built by Sphinx with MyST and the book's extension, warnings as errors
+    (the book's own flags, -W --keep-going); the built site and the page's HTML."""
+    shutil.copy2(REPO / "book" / "04b_training_in_the_browser.md", root / "index.md")
+    (root / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(REPO / 'book' / '_ext')!r})\n"
+        "extensions = ['myst_parser', 'browser_site']\n"
+        "myst_enable_extensions = ['substitution', 'dollarmath']\n"
+        "exclude_patterns = ['_build', 'book', 'microgpt']\n")
+    out = root / "_build" / "html"
+    result = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+                             str(root), str(out)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"the page does not build:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return out, (out / "index.html").read_text().replace("\u2019", "'")  # Sphinx's smart quotes
+
+
+def test_without_pyodide_fetched_the_book_builds_and_its_page_loads_pyodide_from_the_cdn(tmp_path, data_dir):
+    out, page = build_training_page(book_root(tmp_path, fetched=None))
+    manifest = json.loads((out / "browser" / "manifest.json").read_text())
+    assert manifest["pyodide_url"] == browser_site.PYODIDE_CDN == PINNED_CDN, manifest
+    assert manifest["pyodide"] == browser_site.PYODIDE_VERSION
+    assert not (out / "browser" / "pyodide").exists(), "a build without Pyodide bundled a copy of it"
+    assert f"Python on this page: loaded from Pyodide's CDN, version {browser_site.PYODIDE_VERSION}." in page
+    assert PINNED_CDN in page and "bundled with this book" not in page
+    worker = (out / "browser" / "worker.js").read_text()
+    assert "new URL(manifest.pyodide_url, here)" in worker and "./pyodide/" not in worker
+    assert (out / "browser" / "names.txt").is_file() and (out / "browser" / "microgpt" / "cli.py").is_file()
+
+
+def test_with_pyodide_fetched_the_book_bundles_it(tmp_path, data_dir):
+    out, page = build_training_page(book_root(tmp_path, fetched=browser_site.PYODIDE_VERSION))
+    manifest = json.loads((out / "browser" / "manifest.json").read_text())
+    assert manifest["pyodide_url"] == "pyodide/", manifest
+    for name in browser_site.PYODIDE_FILES:
+        assert (out / "browser" / "pyodide" / name).read_text() == f"stands for {name}"
+    assert f"Python on this page: Pyodide {browser_site.PYODIDE_VERSION}, bundled with this book." in page
+    assert "cdn.jsdelivr.net/pyodide" not in page
+
+
+def test_a_fetched_pyodide_of_another_release_fails_the_build(tmp_path):
+    from sphinx.errors import ExtensionError
+
+    root = book_root(tmp_path, fetched="0.27.0")
+    with pytest.raises(ExtensionError, match=f"holds Pyodide 0.27.0, the book pins {browser_site.PYODIDE_VERSION}"):
+        browser_site.bundled_pyodide(root)
+
+
+def test_the_download_the_page_states_is_the_pinned_releases():
+    package = REPO / browser_site.PYODIDE_DIR
+    if not (package / "package.json").is_file():
+        missing(f"needs Pyodide {browser_site.PYODIDE_VERSION} fetched to measure: {browser_site.FETCH}")
+    assert sum((package / name).stat().st_size for name in browser_site.PYODIDE_FILES) == browser_site.PYODIDE_BYTES
+
+
+def test_without_pyodide_bundled_the_page_trains_on_pyodide_from_the_cdn(browser, tmp_path, data_dir):
+    """The one-page build without Pyodide, in Chromium: the worker loads the pinned release from Pyodide's
+    CDN, answered here, offline, from the fetched npm package (the same files)."""
+    package = REPO / browser_site.PYODIDE_DIR
+    if not (package / "package.json").is_file():
+        missing(f"needs Pyodide {browser_site.PYODIDE_VERSION} fetched to stand for its CDN: {browser_site.FETCH}")
+    out, _ = build_training_page(book_root(tmp_path, fetched=None))
+    with serving(out) as site:
+        v = Visit(browser, site, "index.html", cdns={PINNED_CDN: package})
+        try:
+            page = v.page
+            says = f"Python on this page: loaded from Pyodide's CDN, version {browser_site.PYODIDE_VERSION}."
+            assert says in page.inner_text("body").replace("\u2019", "'")
+            train_in_page(page, "3", "42", "scalar-fused", "0.5")
+            assert page.inner_text("#mgpt-status") == "Done: 3 steps.", page.inner_text("#mgpt-log")
+        finally:
+            v.close()
+    for name in ("pyodide.mjs", "pyodide.asm.wasm", "python_stdlib.zip"):
+        assert PINNED_CDN + name in v.from_cdn, f"the worker did not load {name} from the CDN: {v.from_cdn}"
+    assert not any("/pyodide/" in url for url in v.local), v.local
+    assert not v.outside and not v.errors, (v.outside, v.errors)

@@ -12,19 +12,21 @@ import shutil
 import pytest
 
 import browser_bits
+import musl_libm
 from test_browser import cli_output, missing, musl_library  # noqa: F401  (a fixture)
 
 REQUEST = {"seed": 42, "steps": 20}
 
 
 @pytest.fixture(scope="module")
-def envs(musl_library) -> dict[str, dict[str, str]]:
+def envs(request) -> dict[str, dict[str, str]]:
     """CPython's environment on glibc, on glibc without its FMA paths, and on musl's math functions."""
-    if shutil.which(browser_bits.NODE) is None:
-        missing(f"no Node ({browser_bits.NODE}) to run Pyodide outside a browser (apt-get install nodejs)")
-    if not (browser_bits.REPO / browser_bits.browser_site.PYODIDE_DIR / "pyodide.asm.wasm").is_file():
-        missing(f"no Pyodide at {browser_bits.browser_site.PYODIDE_DIR}: {browser_bits.browser_site.FETCH}")
-    return browser_bits.environments(musl_library)
+    missing(None if shutil.which(browser_bits.NODE) else
+            f"needs Node ({browser_bits.NODE}) to run Pyodide outside a browser: apt-get install nodejs",
+            None if (browser_bits.REPO / browser_bits.browser_site.PYODIDE_DIR / "pyodide.asm.wasm").is_file() else
+            f"needs Pyodide {browser_bits.browser_site.PYODIDE_VERSION} fetched: {browser_bits.browser_site.FETCH}",
+            None if musl_libm.unsupported() else musl_libm.missing())
+    return browser_bits.environments(request.getfixturevalue("musl_library"))
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,16 @@
 """Sphinx extension: the files the in-browser training page needs, copied into the built book.
 
 The page (book/04b_training_in_the_browser.md) trains microgpt under Pyodide, CPython compiled to
-WebAssembly. Everything it loads is served from the book's own host under ``browser/``: Pyodide
-itself (fetched from the npm registry before the build, never committed), the package's own
-pure-Python modules (copied from ``microgpt/``, so there is one source), the names dataset (found
-by the package, checked against its SHA-256) and the page's scripts. The page's recorded speeds
+WebAssembly. Pyodide is bundled with the book when it was fetched from the npm registry before the
+build (``_build/pyodide/package``: .ci/run does, so the published book and CI work offline); without
+it the build still succeeds, and the page loads the same pinned release from Pyodide's CDN and says
+so. Everything else is served from the book's own host under ``browser/``: the package's own
+pure-Python modules (copied from ``microgpt/``, so there is one source), the names dataset (found by
+the package, checked against its SHA-256), the page's scripts and ``manifest.json``, which tells the
+worker where Pyodide is. Where Pyodide comes from, the page's recorded speeds
 (book/results/browser_speed.json) and bit-by-bit comparison with CPython (browser_bits.json) become
-MyST substitutions such as ``{{ browser_fused_ms }}`` and ``{{ bits_exp_differ_glibc }}``.
+MyST substitutions such as ``{{ pyodide_source }}``, ``{{ browser_fused_ms }}`` and
+``{{ bits_exp_differ_glibc }}``.
 """
 
 from __future__ import annotations
@@ -17,31 +21,60 @@ from pathlib import Path
 
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
+from sphinx.util import logging
 
 from microgpt import data
 
-PYODIDE_VERSION = "314.0.8"
-PYODIDE_DIR = Path("_build/pyodide/package")  # relative to the book's root
+PYODIDE_VERSION = "314.0.8"  # the one pin: the npm package bundled and the CDN release both follow it
+# Pyodide's documented CDN (https://pyodide.org/en/stable/usage/downloading-and-deploying.html): the indexURL
+# of one release, holding the same files as its npm package.
+PYODIDE_CDN = f"https://cdn.jsdelivr.net/pyodide/v{PYODIDE_VERSION}/full/"
+PYODIDE_DIR = Path("_build/pyodide/package")  # relative to the book's root; bundled when it exists
 FETCH = (f"mkdir -p _build/pyodide && (cd _build/pyodide && npm pack -q pyodide@{PYODIDE_VERSION} "
          f"&& tar xzf pyodide-{PYODIDE_VERSION}.tgz)")
 PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
+# What a reader's browser downloads to start Python: PYODIDE_FILES' sizes in the pinned release, so the
+# page can say it without the package at hand (tests/test_browser.py checks it against the bundled files).
+PYODIDE_BYTES = 13_530_536
 # The command line and what it imports to train on the scalar engines: no torch, no third-party package.
 MODULES = ("__init__", "autograd", "cli", "commands", "config", "data", "scalar", "tokenizer")
 PAGE_FILES = ("page.js", "worker.js")
 SPEED = Path("book/results/browser_speed.json")
 BITS = Path("book/results/browser_bits.json")
 
+logger = logging.getLogger(__name__)
 
-def pyodide_dir(root: Path) -> Path:
-    """The unpacked npm package, checked to be the pinned release; a clear error says how to fetch it."""
+
+def bundled_pyodide(root: Path) -> Path | None:
+    """The fetched npm package, checked to be the pinned release with the files the page loads; None
+    when it was not fetched (the page then loads Pyodide from its CDN). A wrong or broken copy is an error."""
     folder = root / PYODIDE_DIR
+    if not folder.exists():
+        return None
     try:
         version = json.loads((folder / "package.json").read_text())["version"]
     except (OSError, ValueError, KeyError):
-        raise ExtensionError(f"Pyodide {PYODIDE_VERSION} is not in {folder}; fetch it first: {FETCH}") from None
+        raise ExtensionError(f"{folder} holds no readable Pyodide package.json; remove it, or fetch "
+                             f"Pyodide {PYODIDE_VERSION} again: {FETCH}") from None
     if version != PYODIDE_VERSION:
         raise ExtensionError(f"{folder} holds Pyodide {version}, the book pins {PYODIDE_VERSION}: {FETCH}")
+    absent = [name for name in PYODIDE_FILES if not (folder / name).is_file()]
+    if absent:
+        raise ExtensionError(f"{folder} lacks {', '.join(absent)}; fetch Pyodide {PYODIDE_VERSION} again: {FETCH}")
     return folder
+
+
+def pyodide_substitutions(root: Path) -> dict[str, str]:
+    """Where the page's Pyodide comes from, in the page's words."""
+    if bundled_pyodide(root) is not None:
+        return {"pyodide_source": f"Pyodide {PYODIDE_VERSION}, bundled with this book",
+                "pyodide_from": "from the book's own host",
+                "pyodide_offline": "Nothing comes from another server, so the page keeps working offline once "
+                                   "loaded."}
+    return {"pyodide_source": f"loaded from Pyodide's CDN, version {PYODIDE_VERSION}",
+            "pyodide_from": f"{PYODIDE_VERSION} from Pyodide's CDN, `{PYODIDE_CDN}`",
+            "pyodide_offline": "This copy of the book was built without Pyodide bundled (the published book "
+                               "bundles it); everything else comes from the book's own host."}
 
 
 def speed_substitutions(root: Path) -> dict[str, str]:
@@ -60,8 +93,7 @@ def speed_substitutions(root: Path) -> dict[str, str]:
             subs[f"{where}_{engine}_range"] = f"{row[where]['min_ms']:.1f}-{row[where]['max_ms']:.1f}"
         subs[f"browser_{engine}_ratio"] = f"{row['browser']['median_ms'] / row['cpython']['median_ms']:.1f}"
     engines = record["engines"]
-    download = sum((pyodide_dir(root) / name).stat().st_size for name in PYODIDE_FILES)
-    subs["browser_download_mb"] = f"{download / 1e6:.0f}"
+    subs["browser_download_mb"] = f"{PYODIDE_BYTES / 1e6:.0f}"
     atomic, fused = (engines[name]["browser"]["median_ms"] for name in ("atomic", "fused"))
     subs["browser_atomic_vs_fused"] = f"{atomic / fused:.1f}"
     subs["browser_fused_1000_s"] = f"{fused:.0f}"  # ms per step = seconds per 1,000 steps
@@ -92,26 +124,37 @@ def bits_substitutions(root: Path) -> dict[str, str]:
 
 def on_config_inited(app: Sphinx, config) -> None:
     root = Path(app.srcdir)
-    pyodide_dir(root)  # fail at once, before rendering any page
-    config.myst_substitutions = {**(config.myst_substitutions or {}), **speed_substitutions(root),
-                                 **bits_substitutions(root)}
+    bundled = bundled_pyodide(root)  # a wrong copy fails at once, before rendering any page
+    logger.info(f"browser page: Pyodide {PYODIDE_VERSION} " + (f"bundled from {bundled}" if bundled else
+                f"from {PYODIDE_CDN} ({PYODIDE_DIR} not fetched, so not bundled: {FETCH})"))
+    config.myst_substitutions = {**(config.myst_substitutions or {}), **pyodide_substitutions(root),
+                                 **speed_substitutions(root), **bits_substitutions(root)}
 
 
-def on_build_finished(app: Sphinx, exception: Exception | None) -> None:
-    if exception is not None or app.builder.format != "html":
-        return
-    root, out = Path(app.srcdir), Path(app.outdir) / "browser"
-    (out / "pyodide").mkdir(parents=True, exist_ok=True)
-    (out / "microgpt").mkdir(exist_ok=True)
-    for name in PYODIDE_FILES:
-        shutil.copy2(pyodide_dir(root) / name, out / "pyodide" / name)
+def copy_site(root: Path, out: Path) -> dict:
+    """Write the page's files into ``out`` (the built book's ``browser/``); returns its manifest."""
+    (out / "microgpt").mkdir(parents=True, exist_ok=True)
+    bundled = bundled_pyodide(root)
+    if bundled is not None:
+        (out / "pyodide").mkdir(exist_ok=True)
+        for name in PYODIDE_FILES:
+            shutil.copy2(bundled / name, out / "pyodide" / name)
     for name in MODULES:
         shutil.copy2(root / "microgpt" / f"{name}.py", out / "microgpt" / f"{name}.py")
     for name in PAGE_FILES:
         shutil.copy2(root / "book" / "browser" / name, out / name)
     shutil.copy2(data.fetch("names"), out / "names.txt")  # MICROGPT_DATA or the cache, SHA-256 checked
-    manifest = {"pyodide": PYODIDE_VERSION, "modules": list(MODULES)}
+    # The worker loads Pyodide from pyodide_url, relative to itself: the bundled copy or the CDN's.
+    manifest = {"pyodide": PYODIDE_VERSION, "pyodide_url": "pyodide/" if bundled is not None else PYODIDE_CDN,
+                "modules": list(MODULES)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def on_build_finished(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    copy_site(Path(app.srcdir), Path(app.outdir) / "browser")
 
 
 def setup(app: Sphinx) -> dict:

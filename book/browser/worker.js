@@ -1,7 +1,8 @@
 // The training runs here, off the page's thread: Pyodide (CPython in WebAssembly) runs microgpt's own
 // command line, `microgpt train names`, on the package's pure-Python modules, and every line it prints
-// is posted to the page, step lines with the time since the previous one.
-import { loadPyodide } from "./pyodide/pyodide.mjs";
+// is posted to the page, step lines with the time since the previous one. Pyodide comes from where the
+// book's manifest.json says: the copy bundled with the book ("pyodide/") or Pyodide's CDN, at the pinned
+// release either way (book/_ext/browser_site.py).
 
 const STEP = /^step\s+\d+ \/\s*\d+ \| loss /;
 let python = null;
@@ -29,8 +30,10 @@ self.fetch = async (resource, options) => {
 
 async function startPython() {
   const here = new URL(".", import.meta.url);
-  const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", here).href });
   const manifest = await (await fetch(new URL("manifest.json", here))).json();
+  const indexURL = new URL(manifest.pyodide_url, here).href;
+  const { loadPyodide } = await import(new URL("pyodide.mjs", indexURL).href);
+  const pyodide = await loadPyodide({ indexURL });
   pyodide.FS.mkdirTree("/home/pyodide/microgpt");
   for (const module of manifest.modules) {
     const response = await fetch(new URL(`microgpt/${module}.py`, here));
