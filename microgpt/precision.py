@@ -8,6 +8,7 @@ instructions (``avx512_bf16`` or ``amx_bf16``), and float32 everywhere else, App
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,11 @@ class PrecisionError(ValueError):
     """A dtype the device cannot compute at all (or that microgpt does not run there)."""
 
 
-def cpu_flags() -> set[str]:
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) under which it runs no 16-bit instructions.
+ISAS_WITHOUT_16_BIT = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def hardware_flags() -> set[str]:
     """The CPU's instruction-set flags: torch's own report where it has one, else the OS's, else none."""
     report = getattr(torch.cpu, "get_capabilities", None)
     if report is not None:
@@ -34,6 +39,15 @@ def cpu_flags() -> set[str]:
     except OSError:
         return set()
     return {flag for line in lines if line.startswith(("flags", "Features")) for flag in line.split(":", 1)[1].split()}
+
+
+def cpu_flags() -> set[str]:
+    """The flags torch's kernels may use: the hardware's, less the 16-bit ones when
+    ``ONEDNN_MAX_CPU_ISA`` caps oneDNN below them (as a CPU without bf16 would run)."""
+    flags = hardware_flags()
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISAS_WITHOUT_16_BIT:
+        flags -= {*BF16_CPU_FLAGS, *FP16_CPU_FLAGS}
+    return flags
 
 
 def capability(device: torch.device) -> tuple[int, int]:

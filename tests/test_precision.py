@@ -64,6 +64,17 @@ def test_cpu_flags_fall_back_to_the_os_then_to_none(monkeypatch, tmp_path):
     assert precision.resolve_dtype("auto", CPU) == "float32"
 
 
+def test_a_onednn_cap_below_bf16_makes_auto_float32(monkeypatch):
+    monkeypatch.setattr(precision, "hardware_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert precision.resolve_dtype("auto", CPU) == "bfloat16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert precision.resolve_dtype("auto", CPU) == "float32"
+    assert precision.emulated("bfloat16", CPU) == "the CPU has no bfloat16 instructions"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")
+    assert precision.resolve_dtype("auto", CPU) == "bfloat16"
+
+
 def test_mps_is_float32_only():
     assert precision.resolve_dtype("auto", MPS) == "float32"
     assert precision.resolve_dtype("float32", MPS) == "float32"
