@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from microgpt import __version__
-from microgpt.commands import CLIError, train_names_scalar
+from microgpt.commands import SMALL_WORK_THREADS, CLIError, train_names_scalar
 from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS
 from microgpt.data import DataError, load_names
 
@@ -55,7 +55,8 @@ def cmd_train_names(args: argparse.Namespace) -> None:
     """``microgpt train names``."""
     if args.engine != "torch":
         torch_only = {"--batch-size": args.batch_size != 1, "--device": args.device, "--out": args.out,
-                      "--dtype": args.dtype != "float32", "--compile": args.compile}
+                      "--dtype": args.dtype != "float32", "--compile": args.compile,
+                      "--threads": args.threads is not None}
         used = [flag for flag, given in torch_only.items() if given]
         if used:
             raise CLIError(f"{', '.join(used)}: only with --engine torch (the scalar engines run one name at a time)")
@@ -91,6 +92,9 @@ def cmd_doctor(args: argparse.Namespace) -> None:
     from microgpt import doctor  # PyTorch: see cmd_train_names
 
     doctor.main()
+
+
+SMALL_WORK = "too small to share out across cores: more threads wait on each other"
 
 
 def add_model_flags(p: argparse.ArgumentParser, block: int, embd: int, head: int, layer: int) -> None:
@@ -139,6 +143,10 @@ def add_shakespeare_parser(datasets) -> None:
                    help="fetch losses from the device and write metrics.jsonl every N steps (one record per step; "
                         "default %(default)s)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="torch CPU threads per process (default: torch's own, $OMP_NUM_THREADS or one per core; "
+                        "torchrun sets OMP_NUM_THREADS=1 when it starts several processes; microgpt doctor "
+                        "says how many). On a machine busy with other work, fewer can be faster")
     p.add_argument("--data", metavar="FILE", help="your own text file instead of tiny-shakespeare (no checksum)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train_shakespeare)
@@ -162,6 +170,8 @@ def add_sample_parser(commands) -> None:
                    help="sample only from the likeliest tokens whose probabilities reach P, in (0, 1] (default: all)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
+    p.add_argument("--threads", type=positive_int, default=SMALL_WORK_THREADS, metavar="N",
+                   help=f"torch CPU threads (default %(default)s: one token at a time is {SMALL_WORK})")
     p.set_defaults(run=cmd_sample)
 
 
@@ -189,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     names.add_argument("--compile", action="store_true",
                        help="torch engine: torch.compile the model and loss (the first step compiles for "
                             "seconds; faster steps after that, so it pays on long runs only)")
+    names.add_argument("--threads", type=positive_int, metavar="N",
+                       help=f"torch engine: CPU threads (default {SMALL_WORK_THREADS}: 16-wide matrices are "
+                            f"{SMALL_WORK})")
     names.add_argument("--out", metavar="DIR", help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt")
     names.add_argument("--steps", type=positive_int, default=1000, help="training steps (default %(default)s)")
     names.add_argument("--lr", type=positive_float, default=0.01, help="peak learning rate (default %(default)s)")

@@ -20,6 +20,12 @@ from microgpt.config import GPTConfig
 from microgpt.tokenizer import CharTokenizer
 
 
+# torch's CPU threads where every tensor is small: the names model (16-wide matrices) and sampling (one token
+# at a time). Work that small does not share out across cores: more threads only wait on each other, and on
+# whatever else the machine runs. ``--threads N`` overrides it; Shakespeare's training keeps torch's own number.
+SMALL_WORK_THREADS = 1
+
+
 class CLIError(Exception):
     """A mistake in what the user asked for, reported as one line."""
 

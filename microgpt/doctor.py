@@ -12,6 +12,7 @@ import torch
 
 import microgpt
 from microgpt import precision
+from microgpt.commands import SMALL_WORK_THREADS
 from microgpt.data import DATASETS, cache_dir, sha256_of
 from microgpt.device import DeviceError, pick_device
 from microgpt.results import results_url
@@ -35,7 +36,18 @@ def cpu_lines() -> list[str]:
         f"  {auto_line(torch.device('cpu'))}",
         f"  threads: {torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op"
         + (f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})" if "OMP_NUM_THREADS" in os.environ else ""),
+        *command_threads(),
     ]
+
+
+def command_threads() -> list[str]:
+    """The CPU threads each torch command runs on without ``--threads``, and where that number comes from."""
+    small = f"{SMALL_WORK_THREADS} (microgpt's default: its tensors are too small to share out across cores)"
+    return ["  threads per command (--threads N sets them):",
+            f"    train names: {small}",
+            f"    train shakespeare: {torch.get_num_threads()} (torch's default; under torchrun with several "
+            f"processes, 1 each unless OMP_NUM_THREADS is set)",
+            f"    sample: {small}"]
 
 
 def cuda_lines() -> list[str]:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import io
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 from microgpt import batching, distributed, memory, precision, scalar, train
 from microgpt.checkpoint import load_checkpoint, model_from, save_checkpoint, tokenizer_from
-from microgpt.commands import CLIError, check_out, make_out, print_samples, print_summary, start_names, step_printer
+from microgpt.commands import (SMALL_WORK_THREADS, CLIError, check_out, make_out, print_samples, print_summary,
+                               start_names, step_printer)
 from microgpt.config import SHAKESPEARE, GPTConfig
 from microgpt.data import load_shakespeare
 from microgpt.device import pick_device
@@ -26,6 +29,35 @@ from microgpt.port import gpt_from_scalar
 from microgpt.sample import generate, sample_docs
 
 
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU work on ``threads`` threads inside (None: torch's own number), and the number as it was after.
+
+    Only the intra-op pool, which can change at any time: ``torch.set_num_interop_threads`` raises once
+    parallel work has started, and microgpt runs nothing on the inter-op pool. Setting the number back
+    keeps a notebook's (or a test's) own when it calls :func:`microgpt.cli.main`.
+    """
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def on_threads(default: int | None) -> Callable[[Callable], Callable]:
+    """A command ``f(args, ...)`` that runs, from its first line, on ``args.threads`` CPU threads, else ``default``."""
+    def wrap(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def run(args: argparse.Namespace, *rest) -> None:
+            with cpu_threads(args.threads or default):
+                command(args, *rest)
+        return run
+    return wrap
+
+
+@on_threads(SMALL_WORK_THREADS)
 def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     """The same model, initialisation and loop as the scalar engine, on PyTorch tensors: batched, on any device."""
     out = Path(args.out) if args.out else None
@@ -80,6 +112,7 @@ def resumed_settings(args: argparse.Namespace, resume: dict, device: torch.devic
     return config, run
 
 
+@on_threads(None)  # torch's own: 836K parameters in 32 x 256 blocks keep every core busy
 def train_shakespeare(args: argparse.Namespace) -> None:
     """``microgpt train shakespeare``; under torchrun every process runs it, and only rank 0 prints."""
     with contextlib.redirect_stdout(sys.stdout if distributed.is_main() else io.StringIO()):
@@ -135,6 +168,7 @@ def run_shakespeare(args: argparse.Namespace) -> None:
     print_summary(result.steps_run, result.seconds, result.tokens)
 
 
+@on_threads(SMALL_WORK_THREADS)
 def sample_checkpoint(args: argparse.Namespace) -> None:
     """``microgpt sample``: names stop at BOS; text always runs to ``--max-chars``."""
     ckpt = load_checkpoint(args.checkpoint)

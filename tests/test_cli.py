@@ -205,3 +205,98 @@ def test_on_a_terminal_each_step_line_covers_the_longer_one_before_it(monkeypatc
     assert first == "step    1 /    3 | loss 2.934480617624684"
     assert second == "step    2 /    3 | loss 2.5".ljust(len(first))
     assert last == "step    3 /    3 | loss 2.25".ljust(len(first)) + "\n"
+
+
+# --- --threads: torch's CPU threads, 1 where every tensor is small, torch's own for Shakespeare's training -----
+
+
+@pytest.fixture
+def threads_seen(monkeypatch):
+    """torch's CPU threads as the training loops and the sampler see them (one entry a call), starting from 3.
+
+    3 is neither the small-work default (1) nor a ``--threads 2`` below, so each test tells them apart on any
+    machine; torch's own number comes back after the test.
+    """
+    import torch
+
+    from microgpt import torch_commands, train
+
+    seen = []
+
+    def spy(real):
+        def call(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(train, "train_names", spy(train.train_names))
+    monkeypatch.setattr(train, "train_text", spy(train.train_text))
+    monkeypatch.setattr(torch_commands, "generate", spy(torch_commands.generate))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield seen
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads, expected", [([], 1), (["--threads", "2"], 2)])
+def test_names_runs_on_one_thread_unless_told(threads_seen, threads, expected, capsys, data_dir):
+    import torch
+
+    assert cli.main([*NAMES, *threads]) == 0
+    assert threads_seen == [expected]  # the training loop (the samples come from sample_docs, not generate)
+    assert torch.get_num_threads() == 3  # the caller's number, back after the command
+
+
+@pytest.mark.parametrize("threads, expected", [([], 3), (["--threads", "2"], 2)])
+def test_shakespeare_keeps_torchs_threads_unless_told(threads_seen, threads, expected, tmp_path, capsys, small_text):
+    import torch
+
+    assert cli.main(list(map(str, [*TEXT, "--data", small_text, "--out", tmp_path / "run", *threads]))) == 0
+    assert threads_seen == [expected]
+    assert torch.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("threads, expected", [([], 1), (["--threads", "2"], 2)])
+def test_sample_runs_on_one_thread_unless_told(threads_seen, threads, expected, tmp_path, capsys, data_dir):
+    import torch
+
+    assert cli.main(list(map(str, [*NAMES, "--out", tmp_path / "run"]))) == 0
+    threads_seen.clear()
+    assert cli.main(list(map(str, ["sample", "--checkpoint", tmp_path / "run" / "ckpt.pt", *threads]))) == 0
+    assert threads_seen == [expected] and "sample  1: " in capsys.readouterr().out
+    assert torch.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("value, message", [("0", "must be >= 1, got 0"), ("-2", "must be >= 1, got -2"),
+                                            ("1.5", "invalid int value: '1.5'"), ("all", "invalid int value: 'all'")])
+@pytest.mark.parametrize("prog, command", [("microgpt train names", ["train", "names"]),
+                                           ("microgpt train shakespeare", ["train", "shakespeare", "--out", "run"]),
+                                           ("microgpt sample", ["sample", "--checkpoint", "ckpt.pt"])])
+def test_bad_threads_is_one_error_line(prog, command, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--threads", value])
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()  # argparse's usage, then the one error line
+    assert out == "" and [line for line in err.splitlines() if "error" in line] == [
+        f"{prog}: error: argument --threads: {message}"]
+
+
+def test_threads_is_a_torch_engine_flag(capsys):
+    line = one_error_line(capsys, "train", "names", "--engine", "scalar-fused", "--threads", "2")
+    assert line == "microgpt: error: --threads: only with --engine torch (the scalar engines run one name at a time)"
+
+
+@pytest.mark.parametrize("command, default", [(["train", "names"], "(default 1: 16-wide matrices are too small"),
+                                              (["sample"], "(default 1: one token at a time is too small"),
+                                              (["train", "shakespeare"], "(default: torch's own, $OMP_NUM_THREADS")])
+def test_help_says_each_threads_default(command, default, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--help"])
+    assert default in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_readme_command_on_its_default_thread_ends_at_the_originals_loss(data_dir):
+    """``microgpt train names`` as the README runs it: torch engine, one thread, the original's last loss."""
+    result = run("train", "names")
+    assert result.returncode == 0, result.stderr
+    assert "step 1000 / 1000 | loss 2.6497" in result.stdout.splitlines()

@@ -1,5 +1,6 @@
 """``microgpt doctor``: the environment report, on this machine and on patched GPUs, Macs and CPUs."""
 
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -16,6 +17,8 @@ def test_the_report_on_this_machine(data_dir, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"torch {torch.__version__}" in out and "python " in out
     assert f"threads: {torch.get_num_threads()} intra-op" in out
+    assert "    train names: 1 (microgpt's default" in out and "    sample: 1 (microgpt's default" in out
+    assert f"    train shakespeare: {torch.get_num_threads()} (torch's default" in out
     assert f"names: {data_dir / 'names.txt'} (verified)" in out
     assert f"shakespeare: {data_dir / 'tinyshakespeare.txt'} (verified)" in out
     assert "--dtype auto -> " in out
@@ -64,3 +67,25 @@ def test_cpu_precision_follows_its_instructions(monkeypatch, flags, pick):
 def test_python_dash_m_runs_it(data_dir):
     result = subprocess.run([sys.executable, "-m", "microgpt.doctor"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("microgpt ") and result.stderr == ""
+
+
+def test_it_says_each_commands_threads(monkeypatch):
+    """1 for names and sample; torch's own number (whatever it is now) for Shakespeare's training."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        lines = doctor.cpu_lines()
+    finally:
+        torch.set_num_threads(before)
+    assert "  threads per command (--threads N sets them):" in lines
+    assert "    train names: 1 (microgpt's default: its tensors are too small to share out across cores)" in lines
+    assert any(line.startswith("    train shakespeare: 3 (torch's default; under torchrun") for line in lines)
+    assert "    sample: 1 (microgpt's default: its tensors are too small to share out across cores)" in lines
+
+
+def test_omp_num_threads_is_torchs_default():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "microgpt", "doctor"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "threads: 1 intra-op" in result.stdout and "(OMP_NUM_THREADS=1)" in result.stdout
+    assert "    train shakespeare: 1 (torch's default" in result.stdout
