@@ -1,13 +1,18 @@
-"""Every chapter runs opened alone, as Colab opens it: the .ipynb by itself in an empty folder.
+"""Every chapter runs opened alone, as Colab opens it, and its stored outputs hold on another CPU.
 
-Each notebook is copied alone into an empty folder and run in a kernel whose ``google.colab`` is importable
-and imported (so the setup cell installs the package, as on Colab) and whose Python is a throwaway
-environment layered over this one (torch and the rest already there, as Colab has them, but no
-microgpt). git's ``url.<clone>.insteadOf`` points the setup cell's GitHub URL at a local clone of this
-working tree, so the install is the real one, non-editable and offline. The recorded results come from
-a local HTTP server through ``MICROGPT_RESULTS_URL``; the datasets from ``MICROGPT_DATA``. Outputs are
-not compared (``pytest --nbval`` does that); the test checks that every cell runs. Two notebooks run at
-a time.
+Each notebook is copied alone into an empty folder and run under nbval in a kernel whose
+``google.colab`` is importable and imported (so the setup cell installs the package, as on Colab) and
+whose Python is a throwaway environment layered over this one (torch and the rest already there, as
+Colab has them, but no microgpt). git's ``url.<clone>.insteadOf`` points the setup cell's GitHub URL
+at a local clone of this working tree, so the install is the real one, non-editable and offline. The
+recorded results come from a local HTTP server through ``MICROGPT_RESULTS_URL``; the datasets from
+``MICROGPT_DATA``.
+
+The kernel runs with other CPU kernels than the machine's own (``OTHER_CPU``: ATen's portable code
+instead of AVX2/AVX-512, oneDNN and MKL without AVX, so no bf16 instructions either), and nbval
+compares every output with the stored one: the outputs a reader's CPU would print differently show
+up here, on any machine. ``pytest --nbval book/`` checks the same outputs with this CPU's own
+kernels. Two notebooks run at a time.
 """
 
 import http.server
@@ -29,17 +34,13 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "book").glob("*.ipynb"))
 REPOSITORY = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"]
-WHERE = "MICROGPT_FILE="
-CHECK_CELL = f"import microgpt\nprint({WHERE!r} + microgpt.__file__)"
+WHERE = "microgpt_file.txt"  # the opened-alone check cell writes the imported package's path here
+CHECK_CELL = f"import microgpt\nwith open({WHERE!r}, 'w') as f:\n    f.write(microgpt.__file__)"
 OFFLINE_AGAIN = "00_intro"  # reads a recorded benchmark; run a second time with the server gone
-RUNNER = """
-import sys, nbclient, nbformat
-nb = nbformat.read(sys.argv[1], as_version=4)
-try:
-    nbclient.NotebookClient(nb, kernel_name=sys.argv[2], timeout=600, resources={"metadata": {"path": "."}}).execute()
-finally:
-    nbformat.write(nb, "executed.ipynb")
-"""
+# The code paths of a CPU without AVX2, AVX-512 or bf16 instructions, on any x86 machine.
+OTHER_CPU = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+             "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
+SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -120,8 +121,11 @@ def sandbox(tmp_path_factory, data_dir):
     httpd.server_close()
 
 
-def run_alone(root: Path, env: dict, notebook: Path, name: str, **overrides) -> dict:
-    """Copy ``notebook`` alone into an empty folder and execute it there; what happened, as a dict."""
+def run_alone(root: Path, env: dict, notebook: Path, name: str, compare: bool = True, **overrides) -> dict:
+    """Copy ``notebook`` alone into an empty folder and check it there with nbval; what happened.
+
+    With ``compare`` every output must equal the stored one; without, every cell must run.
+    """
     venv = throwaway_python(root, name)
     work = root / "work" / name
     work.mkdir(parents=True)
@@ -130,41 +134,46 @@ def run_alone(root: Path, env: dict, notebook: Path, name: str, **overrides) -> 
                         "outputs": [], "execution_count": None})
     (work / notebook.name).write_text(json.dumps(nb))
     env = {**env, "MICROGPT_CACHE": str(root / "cache" / notebook.stem), "PATH": f"{venv / 'bin'}:{env['PATH']}",
-           **overrides}
-    result = subprocess.run([sys.executable, "-c", RUNNER, notebook.name, name], cwd=work, env=env,
-                            capture_output=True, text=True)
-    lines = []
-    if (work / "executed.ipynb").exists():
-        last = json.loads((work / "executed.ipynb").read_text())["cells"][-1]
-        lines = [line for out in last["outputs"] for line in "".join(out.get("text", "")).splitlines()]
-    where = next((line[len(WHERE):] for line in lines if line.startswith(WHERE)), None)
-    return {"returncode": result.returncode, "stderr": result.stderr[-3000:], "microgpt": where, "venv": venv}
+           **OTHER_CPU, **overrides}
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval" if compare else "--nbval-lax", notebook.name, "--nbval-kernel-name", name,
+                             "--nbval-sanitize-with", str(SANITIZE), "--nbval-cell-timeout", "600",
+                             "-p", "no:cacheprovider", "-q", "--no-header"],
+                            cwd=work, env=env, capture_output=True, text=True)
+    where = (work / WHERE).read_text() if (work / WHERE).exists() else None
+    return {"returncode": result.returncode, "report": result.stdout[-6000:] + result.stderr[-2000:],
+            "microgpt": where, "venv": venv}
 
 
 @pytest.fixture(scope="module")
 def runs(sandbox):
-    """Every notebook run alone, two at a time; then one again with the results server gone."""
+    """Every notebook run alone and compared, two at a time, its recorded results already cached (a
+    download prints a line the stored outputs do not have); then the fetch itself, online and offline."""
     root, env = sandbox
+    for nb in NOTEBOOKS:
+        shutil.copytree(REPO / "book" / "results", root / "cache" / nb.stem / "results")
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {nb.stem: pool.submit(run_alone, root, env, nb, nb.stem) for nb in NOTEBOOKS}
         done = {stem: future.result() for stem, future in futures.items()}
     again = REPO / "book" / f"{OFFLINE_AGAIN}.ipynb"
-    done["offline"] = run_alone(root, env, again, "offline", MICROGPT_CACHE=str(root / "cache" / OFFLINE_AGAIN),
-                                MICROGPT_RESULTS_URL=dead_url())
+    cache = {"MICROGPT_CACHE": str(root / "cache" / "fetch")}
+    done["fetch"] = run_alone(root, env, again, "fetch", compare=False, **cache)
+    done["offline"] = run_alone(root, env, again, "offline", compare=False, MICROGPT_RESULTS_URL=dead_url(), **cache)
     return done
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_opened_alone(runs, notebook):
     run = runs[notebook.stem]
-    assert run["returncode"] == 0, f"{notebook.name} failed opened alone:\n{run['stderr']}"
+    assert run["returncode"] == 0, f"{notebook.name} failed opened alone, on other CPU kernels:\n{run['report']}"
+    assert run["microgpt"], f"{notebook.name} never reached its last cell:\n{run['report']}"
     installed = Path(run["microgpt"])
     assert installed.is_relative_to(run["venv"]), f"microgpt came from {installed}, not the setup cell's install"
     assert not installed.is_relative_to(REPO)
 
 
 def test_a_fetched_result_is_there_offline_afterwards(runs, sandbox):
-    fetched = sorted((sandbox[0] / "cache" / OFFLINE_AGAIN / "results").iterdir())
+    assert runs["fetch"]["returncode"] == 0, f"{OFFLINE_AGAIN} failed fetching its results:\n{runs['fetch']['report']}"
+    fetched = sorted((sandbox[0] / "cache" / "fetch" / "results").iterdir())
     assert fetched, f"{OFFLINE_AGAIN} fetched no recorded result: choose another notebook for OFFLINE_AGAIN"
     run = runs["offline"]
-    assert run["returncode"] == 0, f"{OFFLINE_AGAIN} failed offline after fetching its results once:\n{run['stderr']}"
+    assert run["returncode"] == 0, f"{OFFLINE_AGAIN} failed offline after fetching its results once:\n{run['report']}"
