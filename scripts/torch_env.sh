@@ -7,11 +7,11 @@
 #   VERSION  a torch release on PyPI, e.g. 2.4.1 (the oldest admitted) or the newest
 #   DIR      the venv's folder (default: ~/.cache/microgpt/torch-VERSION); reused when it already
 #            has that torch, so a second run only checks the requirements and runs the command
-#   COMMAND  run inside the venv from the repo root (default: README's tests, then nbval on the book)
+#   COMMAND  run inside the venv from the repo root (default: pytest tests/, then nbval on book/)
 # Set MICROGPT_DATA (and PYTHONHASHSEED=0 MICROGPT_DEVICE=cpu, as .ci/run does) before calling it.
 # PYTHON picks the interpreter that makes the venv (default python3). The repo's .venv is not touched.
 set -euo pipefail
-[ $# -ge 1 ] && [ "$1" != -- ] || { sed -n '6,13p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] && [ "$1" != -- ] || { sed -n '6,12p' "$0" >&2; exit 2; }
 version=$1; shift
 dir=${HOME}/.cache/microgpt/torch-$version
 if [ $# -gt 0 ] && [ "$1" != -- ]; then dir=$1; shift; fi
