@@ -128,7 +128,7 @@ def run_alone(root: Path, env: dict, notebook: Path, name: str, compare: bool = 
     """
     venv = throwaway_python(root, name)
     work = root / "work" / name
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     nb = json.loads(notebook.read_text())
     nb["cells"].append({"id": "opened-alone-check", "cell_type": "code", "metadata": {}, "source": CHECK_CELL,
                         "outputs": [], "execution_count": None})
@@ -146,11 +146,12 @@ def run_alone(root: Path, env: dict, notebook: Path, name: str, compare: bool = 
 
 @pytest.fixture(scope="module")
 def runs(sandbox):
-    """Every notebook run alone and compared, two at a time, its recorded results already cached (a
-    download prints a line the stored outputs do not have); then the fetch itself, online and offline."""
+    """Every notebook run alone and compared, two at a time, with the recorded results beside it (a
+    download, or a look-up of one never recorded, prints a line the stored outputs do not have); then
+    the fetch itself, online and offline, with nothing beside the notebook."""
     root, env = sandbox
     for nb in NOTEBOOKS:
-        shutil.copytree(REPO / "book" / "results", root / "cache" / nb.stem / "results")
+        shutil.copytree(REPO / "book" / "results", root / "work" / nb.stem / "results")
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {nb.stem: pool.submit(run_alone, root, env, nb, nb.stem) for nb in NOTEBOOKS}
         done = {stem: future.result() for stem, future in futures.items()}
