@@ -4,7 +4,7 @@
 # issue 24: the tests and nbval pass on the oldest release admitted and on the newest one).
 #
 # Usage: scripts/torch_env.sh VERSION [DIR] [-- COMMAND...]
-#   VERSION  a torch release on PyPI, e.g. 2.4.1 (the oldest admitted) or the newest
+#   VERSION  a torch release on PyPI, e.g. 2.13.0 (the oldest admitted) or the newest
 #   DIR      the venv's folder (default: ~/.cache/microgpt/torch-VERSION); reused when it already
 #            has that torch, so a second run only checks the requirements and runs the command
 #   COMMAND  run inside the venv from the repo root (default: pytest tests/, then nbval on book/)
