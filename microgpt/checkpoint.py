@@ -7,10 +7,16 @@ import json
 import os
 import pickle
 import random
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # native Windows
+    fcntl = None
 
 import torch
 
@@ -44,28 +50,67 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _flush_to_disk(fd: int) -> None:
+    """Ask the OS to put a file's (or a folder's) written bytes on the storage device.
+
+    On macOS ``fsync`` only hands the data to the drive, which may keep it in its own cache
+    and write it later, out of order (Apple's fsync(2) man page); ``F_FULLFSYNC`` asks the
+    drive to flush. File systems that do not support it get a plain ``fsync``.
+    """
+    if sys.platform == "darwin" and hasattr(fcntl, "F_FULLFSYNC"):
+        try:
+            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+            return
+        except OSError:
+            pass
+    os.fsync(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable, where the OS lets a program ask for that.
+
+    POSIX systems record a rename in the folder's entry, which is fsynced like a file.
+    Native Windows cannot open a folder with ``os.open`` (PermissionError) and has no
+    folder fsync, so there this step is skipped: NTFS journals the rename itself, but
+    whether it survives a power cut right after ``atomic_save`` returns is up to NTFS.
+    """
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        _flush_to_disk(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    """``torch.save`` to a temporary file beside ``path``, flush it, rename it over ``path``.
+
+    A reader of ``path``, or a process killed mid-save, sees the whole old file or the whole
+    new one, never a mix: POSIX promises that for ``rename`` within one file system; on
+    Windows ``os.replace`` (MoveFileEx within one volume) behaves so on NTFS in practice,
+    without a documented promise, and fails while another process holds ``path`` open.
+    After a power cut: on Linux and macOS the new file is there once this returns; on
+    Windows the new file's bytes are on disk, but the rename may be lost, leaving the whole
+    old file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600); give it an ordinary file's mode
+        # mkstemp makes the file private (0600); give it an ordinary file's mode
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as out:
             torch.save(obj, out)
             out.flush()
-            os.fsync(out.fileno())
+            _flush_to_disk(out.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _sync_folder(path.parent)
 
 
 def save_checkpoint(

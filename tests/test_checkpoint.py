@@ -165,3 +165,65 @@ def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"microgpt: error: {tmp_path / 'bad.pt'} is truncated or not a checkpoint (not a torch.save archive)"
     ]
+
+
+class _OsAs:
+    """The ``os`` module as another platform would show it to the checkpoint code."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attr):
+        return getattr(os, attr)
+
+
+def test_atomic_save_on_windows_skips_the_folder_fsync(tmp_path, monkeypatch):
+    # Native Windows cannot os.open a folder (PermissionError) and has no folder fsync.
+    windows = _OsAs("nt")
+
+    def open_no_folders(path, flags, *args):
+        if os.path.isdir(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return os.open(path, flags, *args)
+
+    windows.open = open_no_folders
+    monkeypatch.setattr(checkpoint, "os", windows)
+    write(tmp_path / "ckpt.pt", step=1)
+    write(tmp_path / "ckpt.pt", step=2)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 2
+    assert os.listdir(tmp_path) == ["ckpt.pt"]
+    # The same save on POSIX does open the folder, to fsync it:
+    monkeypatch.setattr(checkpoint, "os", _OsAs("posix"))
+    checkpoint.os.open = open_no_folders
+    with pytest.raises(PermissionError):
+        write(tmp_path / "ckpt.pt", step=3)
+
+
+class _Fcntl:
+    """Records F_FULLFSYNC requests; ``fails`` makes it behave like a file system without it."""
+
+    F_FULLFSYNC = 51
+
+    def __init__(self, fails=False):
+        self.calls, self.fails = [], fails
+
+    def fcntl(self, fd, op):
+        self.calls.append(op)
+        if self.fails:
+            raise OSError(45, "Operation not supported")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_atomic_save_on_macos_asks_for_a_full_fsync(tmp_path, monkeypatch, fails):
+    fake = _Fcntl(fails)
+    fsyncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(checkpoint, "fcntl", fake)
+    monkeypatch.setattr(checkpoint, "sys", type("Sys", (), {"platform": "darwin"}))
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    write(tmp_path / "ckpt.pt")
+    assert fake.calls == [_Fcntl.F_FULLFSYNC] * 2  # the file, then its folder
+    assert len(fsyncs) == (2 if fails else 0)  # plain fsync only where F_FULLFSYNC fails
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 3
