@@ -35,7 +35,7 @@ def pipeline(*stages: str, part: int | None = None):
     import matplotlib.pyplot as plt  # here, not at the top: only a figure needs matplotlib
 
     fig, ax = plt.subplots(figsize=(9, 3.4))
-    ax.set(xlim=(-0.2, len(ROW) + 0.05), ylim=(-1.8, 1.75))
+    ax.set(xlim=(-0.2, len(ROW) + 0.05), ylim=(-1.8, 1.9))
     ax.axis("off")
     for key, label in STAGES:
         x, y = (ROW.index(key), 0) if key in ROW else (ROW.index("lm_head"), -1.25)
@@ -59,19 +59,34 @@ def box(ax, x: float, y: float, w: float, h: float, label: str, lit: bool) -> No
 
 
 def draw_flow(ax) -> None:
-    """The arrows between the stages, the brackets over the model and the training step, and the labels."""
+    """The arrows between the stages, the two loops back into the model, the brackets.
+
+    Training's loop is dashed: Adam's new weights go back into every box of the GPT.
+    Generation's loop is solid: the sampled token becomes the model's next input,
+    until it is the end-of-name token.
+    """
     arrow = {"arrowstyle": "->", "color": EDGE}
     for i in range(1, len(ROW)):
         ax.annotate("", (i, 0.5), (i - 0.22, 0.5), arrowprops=arrow)
     head = ROW.index("lm_head") + 0.39
     ax.annotate("", (head, -0.25), (head, -0.02), arrowprops=arrow)
     ax.text(head + 0.11, -0.14, "generation", fontsize=7.5, color=EDGE, va="center")
-    ax.annotate("", (ROW.index("embedding") + 0.6, -0.06), (ROW.index("optimizer") + 0.39, -0.06),
-                arrowprops={**arrow, "ls": "--"})
-    ax.text(ROW.index("autograd") + 0.39, -0.2, "new weights", ha="center", va="top", fontsize=7.5, color=EDGE)
+    # Generation's loop: from the sampler, under the row, up into the embeddings.
+    embed, loop_y = ROW.index("embedding") + 0.39, -0.75
+    ax.plot([ROW.index("lm_head"), embed], [loop_y, loop_y], color=EDGE, lw=1)
+    ax.annotate("", (embed, -0.02), (embed, loop_y), arrowprops=arrow)
+    ax.text((embed + ROW.index("lm_head")) / 2, loop_y + 0.06,
+            "the sampled token is the next input",
+            ha="center", va="bottom", fontsize=7.5, color=EDGE)
     bracket(ax, "embedding", "lm_head", 1.12, "GPT (the model)")
     bracket(ax, "attention", "mlp", 1.45, "× n_layer transformer blocks")
     bracket(ax, "loss", "optimizer", 1.12, "training step")
+    # Training's loop: an arc from Adam back over to the model's bracket.
+    start, end = ROW.index("optimizer") + 0.39, ROW.index("lm_head") + 0.55
+    ax.annotate("", (end, 1.45), (start, 1.45),
+                arrowprops={**arrow, "ls": "--", "connectionstyle": "arc3,rad=0.3"})
+    ax.text((start + end) / 2, 1.6, "new weights, into every\nbox of the GPT",
+            ha="center", va="center", fontsize=7.5, color=EDGE, linespacing=1.0)
 
 
 def bracket(ax, first: str, last: str, y: float, label: str) -> None:
