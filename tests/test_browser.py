@@ -531,6 +531,8 @@ def test_the_download_the_page_states_is_the_pinned_releases():
     if not (package / "package.json").is_file():
         missing(f"needs Pyodide {browser_site.PYODIDE_VERSION} fetched to measure: {browser_site.FETCH}")
     assert sum((package / name).stat().st_size for name in browser_site.PYODIDE_FILES) == browser_site.PYODIDE_BYTES
+    lock = json.loads((package / "pyodide-lock.json").read_text())
+    assert lock["info"]["python"] == browser_site.PYODIDE_PYTHON, "the page names another Python"
 
 
 def test_without_pyodide_bundled_the_page_trains_on_pyodide_from_the_cdn(browser, tmp_path, data_dir):

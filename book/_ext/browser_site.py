@@ -26,6 +26,9 @@ from sphinx.util import logging
 from microgpt import data
 
 PYODIDE_VERSION = "314.0.8"  # the one pin: the npm package bundled and the CDN release both follow it
+# The CPython version that release carries (its pyodide-lock.json says so; tests/test_browser.py checks),
+# so the page can name the interpreter it compares with native CPython.
+PYODIDE_PYTHON = "3.14.2"
 # Pyodide's documented CDN (https://pyodide.org/en/stable/usage/downloading-and-deploying.html): the indexURL
 # of one release, holding the same files as its npm package.
 PYODIDE_CDN = f"https://cdn.jsdelivr.net/pyodide/v{PYODIDE_VERSION}/full/"
@@ -127,7 +130,8 @@ def on_config_inited(app: Sphinx, config) -> None:
     bundled = bundled_pyodide(root)  # a wrong copy fails at once, before rendering any page
     logger.info(f"browser page: Pyodide {PYODIDE_VERSION} " + (f"bundled from {bundled}" if bundled else
                 f"from {PYODIDE_CDN} ({PYODIDE_DIR} not fetched, so not bundled: {FETCH})"))
-    config.myst_substitutions = {**(config.myst_substitutions or {}), **pyodide_substitutions(root),
+    config.myst_substitutions = {**(config.myst_substitutions or {}), "pyodide_python": PYODIDE_PYTHON,
+                                 **pyodide_substitutions(root),
                                  **speed_substitutions(root), **bits_substitutions(root)}
 
 
