@@ -23,7 +23,8 @@ from microgpt.bench import ms_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "book" / "results" / "bench_cpu.json"
-CHAPTERS = ["00_intro", "04_training_and_sampling", "08_devices", "13_performance"]
+CHAPTERS = ["00_intro", "04_training_and_sampling", "07_batching_and_the_causal_mask", "08_devices",
+            "13_performance"]
 LABELS = {  # README's wording of each rung
     "scalar (atomic Values)": "scalar engine, atomic `Value`s (the original's algorithm)",
     "scalar, fused dot products": "scalar engine, fused dot products",

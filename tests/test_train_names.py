@@ -190,9 +190,7 @@ def test_chapter_7_training_loop_is_train_names(shuffled):
     from pathlib import Path
 
     book = Path(__file__).resolve().parent.parent / "book" / "07_batching_and_the_causal_mask.ipynb"
-    namespace = {"torch": torch, "math": math, "names_batch": batching.names_batch, "batch_loss": train.names_loss}
-    for name in ("adam_update", "FlatAdam"):  # the chapter's flat-vector Adam, which train_loop uses
-        notebook_function(book, name, namespace)
+    namespace = {"torch": torch, "names_batch": batching.names_batch, "batch_loss": train.names_loss}
     train_loop = notebook_function(book, "train_loop", namespace)
     docs, tok, _ = shuffled
     config, weights = seed42_weights(shuffled)
