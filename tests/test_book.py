@@ -16,7 +16,7 @@ NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
 CHAPTERS = [nb for nb in NOTEBOOKS if nb.stem != "00_intro"]
 
 SETUP_CELL = """\
-# Setup: on Colab, install microgpt from GitHub (Colab already has torch); elsewhere nothing to do.
+# Setup: on Colab, install microgpt from GitHub; elsewhere nothing to do.
 import sys
 if "google.colab" in sys.modules:
     %pip install -q "microgpt @ git+{url}"
