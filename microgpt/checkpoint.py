@@ -34,28 +34,42 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, damaged, foreign or does not fit what was asked of it."""
 
 
+def _mps_available() -> bool:
+    """Whether torch can use an Apple GPU here; dropout there has its own generator."""
+    return torch.backends.mps.is_available()
+
+
 def rng_state() -> dict[str, Any]:
-    """Every random number generator's state (Python, torch CPU, CUDA if present) as plain data."""
+    """Every random generator's state (Python, torch CPU, CUDA, MPS) as plain data."""
     version, internal, gauss = random.getstate()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    return {"python": [version, list(internal), gauss], "torch": torch.get_rng_state(), "cuda": cuda}
+    mps = torch.mps.get_rng_state() if _mps_available() else None
+    return {"python": [version, list(internal), gauss], "torch": torch.get_rng_state(),
+            "cuda": cuda, "mps": mps}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Put every random number generator back to a state saved by :func:`rng_state`."""
+    """Put every random number generator back to a state saved by :func:`rng_state`.
+
+    A state saved without an MPS generator (on a machine without one, or by an older
+    microgpt) leaves this machine's MPS generator as it is.
+    """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if state.get("mps") is not None and _mps_available():
+        torch.mps.set_rng_state(state["mps"])
 
 
 def _flush_to_disk(fd: int) -> None:
-    """Ask the OS to put a file's (or a folder's) written bytes on the storage device.
+    """Ask the OS to put a file's (or folder's) written bytes on the drive.
 
-    On macOS ``fsync`` only hands the data to the drive, which may keep it in its own cache
-    and write it later, out of order (Apple's fsync(2) man page); ``F_FULLFSYNC`` asks the
-    drive to flush. File systems that do not support it get a plain ``fsync``.
+    On macOS ``fsync`` only hands the data to the drive, which may keep it
+    in its own cache and write it later, out of order (Apple's fsync(2)
+    man page); ``F_FULLFSYNC`` asks the drive to flush. File systems that
+    do not support it get a plain ``fsync``.
     """
     if sys.platform == "darwin" and hasattr(fcntl, "F_FULLFSYNC"):
         try:
@@ -67,32 +81,43 @@ def _flush_to_disk(fd: int) -> None:
 
 
 def _sync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable, where the OS lets a program ask for that.
+    """Make a rename in ``folder`` durable, where the OS lets a program ask.
 
-    POSIX systems record a rename in the folder's entry, which is fsynced like a file.
-    Native Windows cannot open a folder with ``os.open`` (PermissionError) and has no
-    folder fsync, so there this step is skipped: NTFS journals the rename itself, but
-    whether it survives a power cut right after ``atomic_save`` returns is up to NTFS.
+    POSIX systems record a rename in the folder's entry, which is fsynced
+    like a file. Native Windows cannot open a folder with ``os.open``
+    (PermissionError) and has no folder fsync, so there this step is
+    skipped: NTFS journals the rename itself, but whether it survives a
+    power cut right after ``atomic_save`` returns is up to NTFS.
     """
     if os.name == "nt":
         return
-    fd = os.open(folder, os.O_RDONLY)
     try:
-        _flush_to_disk(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            _flush_to_disk(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        # The new file is already in place, so an error here would turn a
+        # finished save into one that stops training. Some file systems
+        # (FUSE, network mounts) refuse to open or fsync a folder; SQLite
+        # ignores that error as well. There the rename is as durable as
+        # the file system makes it unasked.
+        pass
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, flush it, rename it over ``path``.
+    """``torch.save`` to a temporary file beside ``path``, flush, rename.
 
-    A reader of ``path``, or a process killed mid-save, sees the whole old file or the whole
-    new one, never a mix: POSIX promises that for ``rename`` within one file system; on
-    Windows ``os.replace`` (MoveFileEx within one volume) behaves so on NTFS in practice,
-    without a documented promise, and fails while another process holds ``path`` open.
-    After a power cut: on Linux and macOS the new file is there once this returns; on
-    Windows the new file's bytes are on disk, but the rename may be lost, leaving the whole
-    old file.
+    A reader of ``path``, or a process killed mid-save, sees the whole old
+    file or the whole new one, never a mix: POSIX promises that for
+    ``rename`` within one file system; on Windows ``os.replace``
+    (MoveFileEx within one volume) behaves so on NTFS in practice, without
+    a documented promise, and fails while another process holds ``path``
+    open. After a power cut, on a drive that honours cache flushes: on
+    Linux and macOS the new file is there once this returns (unless the
+    file system refused the folder fsync); on Windows the new file's bytes
+    are on disk, but the rename may be lost, leaving the whole old file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +126,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     umask = os.umask(0)
     os.umask(umask)
     try:
-        # mkstemp makes the file private (0600); give it an ordinary file's mode
+        # mkstemp makes the file private (0600); give it an ordinary mode
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as out:
             torch.save(obj, out)

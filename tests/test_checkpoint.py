@@ -60,6 +60,44 @@ def test_rng_state_survives_a_file(tmp_path):
     assert got[0] == expected[0] and torch.equal(got[1], expected[1])
 
 
+class _FakeMps:
+    """An Apple GPU's generator, for machines without one: a state that draws change."""
+
+    def __init__(self):
+        self.state = torch.tensor([7], dtype=torch.uint8)
+
+    def get_rng_state(self, device="mps"):
+        return self.state.clone()
+
+    def set_rng_state(self, new_state, device="mps"):
+        self.state = new_state.clone()
+
+
+def test_mps_generator_is_saved_and_restored(tmp_path, monkeypatch):
+    # Dropout on an Apple GPU draws from the MPS generator; a resume must restore it.
+    fake = _FakeMps()
+    monkeypatch.setattr(checkpoint, "_mps_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "get_rng_state", fake.get_rng_state)
+    monkeypatch.setattr(torch.mps, "set_rng_state", fake.set_rng_state)
+    write(tmp_path / "ckpt.pt")
+    fake.state = torch.tensor([99], dtype=torch.uint8)  # the run draws on
+    checkpoint.set_rng_state(load_checkpoint(tmp_path / "ckpt.pt")["rng"])
+    assert fake.state.tolist() == [7]
+
+
+def test_a_state_without_mps_leaves_the_mps_generator_alone(tmp_path, monkeypatch):
+    # Checkpoints written before the MPS generator was saved, or on a machine without one.
+    write(tmp_path / "ckpt.pt")
+    rng = load_checkpoint(tmp_path / "ckpt.pt")["rng"]
+    old = {key: value for key, value in rng.items() if key != "mps"}
+    fake = _FakeMps()
+    monkeypatch.setattr(checkpoint, "_mps_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "set_rng_state", fake.set_rng_state)
+    for state in (old, rng):  # rng: saved here, where MPS was not available
+        checkpoint.set_rng_state(state)
+        assert fake.state.tolist() == [7]
+
+
 def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
     write(path, step=1)
@@ -194,10 +232,33 @@ def test_atomic_save_on_windows_skips_the_folder_fsync(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 2
     assert os.listdir(tmp_path) == ["ckpt.pt"]
     # The same save on POSIX does open the folder, to fsync it:
-    monkeypatch.setattr(checkpoint, "os", _OsAs("posix"))
-    checkpoint.os.open = open_no_folders
-    with pytest.raises(PermissionError):
-        write(tmp_path / "ckpt.pt", step=3)
+    opened = []
+    posix = _OsAs("posix")
+    posix.open = lambda path, flags, *args: (opened.append(path), os.open(path, flags, *args))[1]
+    monkeypatch.setattr(checkpoint, "os", posix)
+    write(tmp_path / "ckpt.pt", step=3)
+    assert opened == [tmp_path]
+
+
+@pytest.mark.parametrize("where", ["open", "fsync"])
+def test_a_refused_folder_fsync_does_not_fail_a_finished_save(tmp_path, monkeypatch, where):
+    # Some FUSE and network file systems refuse to open or fsync a folder (EINVAL and
+    # the like); the new file is in place by then, so the save must still succeed.
+    real_open, real_fsync = os.open, os.fsync
+
+    def refuse(kind, real):
+        def call(target, *args):
+            if kind == "open" and os.path.isdir(target) or kind == "fsync" and os.path.isdir(f"/proc/self/fd/{target}"):
+                raise OSError(22, "Invalid argument")
+            return real(target, *args)
+        return call
+
+    monkeypatch.setattr(os, where, refuse(where, real_open if where == "open" else real_fsync))
+    write(tmp_path / "ckpt.pt", step=1)
+    write(tmp_path / "ckpt.pt", step=2)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 2
+    assert os.listdir(tmp_path) == ["ckpt.pt"]
 
 
 class _Fcntl:
