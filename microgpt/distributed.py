@@ -56,7 +56,7 @@ def cleanup() -> None:
 
 
 def share(batch: torch.Tensor) -> torch.Tensor:
-    """This rank's contiguous share of a global batch's rows (all of them in a single process)."""
+    """This rank's contiguous rows of a global batch (all rows when alone)."""
     n = len(batch) // world_size()
     return batch[rank() * n:(rank() + 1) * n]
 
