@@ -117,7 +117,8 @@ def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa:
 
     def step(i: int) -> int:
         x, y = batches[i % len(batches)]
-        train.text_update(forward, optimizer, x, y, run.lr, run.grad_clip, device, dtype, scaler)
+        train.text_update(forward, optimizer, x, y, lr=run.lr, grad_clip=run.grad_clip, scaler=scaler,
+                          device=device, dtype=dtype)
         return x.numel()
 
     return Rung(name, step, steps, flops, dtype, default, shape=(config, run.batch_size),

@@ -233,24 +233,24 @@ def make_text_optimizer(model: torch.nn.Module, run: RunConfig, device: torch.de
                              weight_decay=run.weight_decay, fused=fused)
 
 
-def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, lr: float,
-                grad_clip: float, device: torch.device, dtype: str, scaler: torch.amp.GradScaler | None = None,
-                accum: int = 1) -> tuple[Tensor, Tensor]:
-    """One step on ``x, y`` in ``accum`` equal micro-batches; (loss, gradient norm before clipping), not synchronised.
+def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, *,
+                lr: float, grad_clip: float, scaler: torch.amp.GradScaler, device: torch.device,
+                dtype: str, accum: int = 1) -> tuple[Tensor, Tensor]:
+    """One optimisation step on the batch ``x, y``, in ``accum`` equal micro-batches.
 
-    Each micro-batch's mean loss is divided by ``accum``, so the summed gradients are the whole batch's.
-    Under DDP the ranks average their gradients once, during the last micro-batch's backward (``no_sync``
-    before it). float16 needs ``scaler``, one for the whole run, since its scale adapts from step to step: it
-    scales the loss, and the gradients are unscaled before clipping. bfloat16 and float32 need none.
+    Returns the loss and the gradient norm before clipping as tensors on the device:
+    reading them waits for the step, so the loop reads them only when it logs.
+    ``scaler`` is the run's GradScaler. For float16 it scales the loss so that small
+    gradients survive, and adapts its scale from step to step; for float32 and
+    bfloat16 it is disabled and changes nothing.
     """
     if len(x) % accum:
         raise ValueError(f"a batch of {len(x)} rows does not split into {accum} equal micro-batches")
-    if scaler is None and dtype == "float16":
-        raise ValueError("float16 needs the run's GradScaler: make one before the first step with "
-                         "precision.grad_scaler(device, 'float16') and pass it to every step as scaler=")
-    scaler = scaler or grad_scaler(device, dtype)  # float32, bfloat16: a disabled one, which changes nothing
     set_lr(optimizer, lr)
     optimizer.zero_grad(set_to_none=True)
+    # forward and backward, one micro-batch at a time: each loss is divided by accum,
+    # so the summed gradients are the whole batch's; under DDP the processes average
+    # their gradients once, during the last micro-batch's backward
     losses = []
     for i, (xs, ys) in enumerate(zip(x.chunk(accum), y.chunk(accum))):
         with distributed.sync_gradients(model, i == accum - 1):
@@ -258,6 +258,7 @@ def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Ten
                 loss = lm_loss(model, xs, ys) / accum
             scaler.scale(loss).backward()
         losses.append(loss.detach())
+    # clip the true gradients (unscaled first), then update the weights
     scaler.unscale_(optimizer)
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
@@ -312,7 +313,8 @@ def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str |
             lr = warmup_cosine(step, run.steps, run.lr, run.warmup)
             x, y = get_batch(splits.train, step, run.seed, config.block_size, run.batch_size)
             x, y = distributed.share(x).to(device), distributed.share(y).to(device)  # this rank's rows
-            stats = text_update(replica, optimizer, x, y, lr, run.grad_clip, device, run.dtype, scaler, run.grad_accum)
+            stats = text_update(replica, optimizer, x, y, lr=lr, grad_clip=run.grad_clip, scaler=scaler,
+                                device=device, dtype=run.dtype, accum=run.grad_accum)
             record, last = {"step": step + 1, "lr": lr}, step + 1 == run.steps
             eval_due = eval_interval and ((step + 1) % eval_interval == 0 or last)
             if main and eval_due:

@@ -368,7 +368,14 @@ def test_chapter_10_schedule_and_step_are_the_packages():
         [schedules.warmup_cosine(s, 500, 1e-3, 40) for s in range(500)]
     config, out = GPTConfig(20, 8, 1, 16, 2), []
     x, y = torch.randint(0, 20, (4, 8)), torch.randint(0, 20, (4, 8))
-    for step in (ns["step_fn"], lambda *a: train.text_update(*a, torch.device("cpu"), "float32")[0]):
+    cpu = torch.device("cpu")
+
+    def package_step(model, optimizer, x, y, lr, grad_clip):
+        scaler = precision.grad_scaler(cpu, "float32")
+        return train.text_update(model, optimizer, x, y, lr=lr, grad_clip=grad_clip, scaler=scaler,
+                                 device=cpu, dtype="float32")[0]
+
+    for step in (ns["step_fn"], package_step):
         torch.manual_seed(0)
         model = GPT(config)
         optimizer = train.make_text_optimizer(model, train.RunConfig(steps=1), torch.device("cpu"))
@@ -390,6 +397,11 @@ def test_chapter_12_sample_next_is_the_packages():
 # --- the loop's features: gradient accumulation, warmup as a fraction, log interval, best.pt, dropout -----
 
 
+# text_update's device, precision and (disabled) gradient scaler for a float32 step on the CPU
+FLOAT32 = {"device": torch.device("cpu"), "dtype": "float32",
+           "scaler": precision.grad_scaler(torch.device("cpu"), "float32")}
+
+
 def float64_pair(text: str, seed: int = 0):
     """Two equal float64 models (explicit-mask attention, no dropout), their AdamW optimizers and a batch of 8."""
     splits = batching.split_text(text[:20_000])
@@ -408,8 +420,8 @@ def test_gradient_accumulation_equals_the_large_batch_in_float64(text, accum):
     splits, [(big, big_opt), (acc, acc_opt)], run = float64_pair(text)
     for step in range(3):
         x, y = batching.get_batch(splits.train, step, 1, 16, 8)
-        one = train.text_update(big, big_opt, x, y, 1e-2, 1.0, torch.device("cpu"), "float32")
-        many = train.text_update(acc, acc_opt, x, y, 1e-2, 1.0, torch.device("cpu"), "float32", accum=accum)
+        one = train.text_update(big, big_opt, x, y, lr=1e-2, grad_clip=1.0, **FLOAT32)
+        many = train.text_update(acc, acc_opt, x, y, lr=1e-2, grad_clip=1.0, accum=accum, **FLOAT32)
         assert abs(one[0].item() - many[0].item()) < 1e-12 and abs(one[1].item() - many[1].item()) < 1e-12
     for (name, a), b in zip(big.state_dict().items(), acc.state_dict().values()):
         assert (a - b).abs().max().item() < 1e-12, name
@@ -419,7 +431,7 @@ def test_gradient_accumulation_needs_equal_micro_batches(text):
     splits, [(model, optimizer), _], _ = float64_pair(text)
     x, y = batching.get_batch(splits.train, 0, 1, 16, 8)
     with pytest.raises(ValueError, match="does not split into 3 equal micro-batches"):
-        train.text_update(model, optimizer, x, y, 1e-2, 1.0, torch.device("cpu"), "float32", accum=3)
+        train.text_update(model, optimizer, x, y, lr=1e-2, grad_clip=1.0, accum=3, **FLOAT32)
 
 
 def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):

@@ -75,12 +75,13 @@ def make_step(name, batches, config, batch_size):
     optimizer = train.make_text_optimizer(model, run, torch.device("cpu"))
     forward = torch.compile(model) if compile else model
     device = torch.device("cpu")
+    scaler = precision.grad_scaler(device, dtype)
 
     def step(i: int) -> None:
         model_module.rmsnorm = rmsnorm_of(norm)
         x, y = batches[i % len(batches)]
-        train.text_update(forward, optimizer, x, y, run.lr, run.grad_clip, device, dtype,
-                          precision.grad_scaler(device, dtype))
+        train.text_update(forward, optimizer, x, y, lr=run.lr, grad_clip=run.grad_clip,
+                          scaler=scaler, device=device, dtype=dtype)
 
     return step
 
