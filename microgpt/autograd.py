@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 
 class Value:
-    """A scalar node: its ``data``, the ``grad`` of the loss w.r.t. it, its children and local gradients."""
+    """A scalar node: its ``data``, the ``grad`` of the loss w.r.t. it, its children and
+    local gradients.
+    """
 
     __slots__ = ("data", "grad", "_children", "_local_grads")
 
@@ -63,8 +65,10 @@ class Value:
         return other * self**-1
 
     def topo_order(self) -> list[Value]:
-        """Every node this one depends on, children before parents: the original's recursive
-        depth-first order, walked with an explicit stack so that deep graphs cannot overflow."""
+        """Every node this one depends on, children before parents: the original's
+        recursive depth-first order, walked with an explicit stack so that deep graphs
+        cannot overflow.
+        """
         order: list[Value] = []
         seen = {self}
         stack = [(self, iter(self._children))]
@@ -83,9 +87,10 @@ class Value:
     def backward(self) -> None:
         """Fill ``grad`` of every node below this one by the chain rule.
 
-        Leaves (nodes with no children, such as parameters) *accumulate*: a second ``backward()`` adds
-        the same gradients again, as in PyTorch. Inner nodes are reset each time. Zero the leaves'
-        grads yourself (``zero_grad``) between steps; the optimisers here do it for you.
+        Leaves (nodes with no children, such as parameters) *accumulate*: a second
+        ``backward()`` adds the same gradients again, as in PyTorch. Inner nodes are
+        reset each time. Zero the leaves' grads yourself (``zero_grad``) between steps;
+        the optimisers here do it for you.
         """
         order = self.topo_order()
         for node in order:
@@ -99,9 +104,13 @@ class Value:
 
 
 def dot(xs: Sequence[Value], ys: Sequence[Value]) -> Value:
-    """One fused node for ``sum(x * y)``: the forward sums in the same order as the atomic ops."""
+    """One fused node for ``sum(x * y)``: the forward sums in the same order as the
+    atomic ops.
+    """
     if len(xs) != len(ys):
-        raise ValueError(f"dot needs two vectors of the same length, got {len(xs)} and {len(ys)}")
+        raise ValueError(
+            f"dot needs two vectors of the same length, got {len(xs)} and {len(ys)}"
+        )
     xd = [x.data for x in xs]
     yd = [y.data for y in ys]
     acc = 0.0

@@ -1,7 +1,9 @@
-"""Batching: the names as padded rows in the original's order, and the text as shuffled blocks by epoch.
+"""Batching: the names as padded rows in the original's order, and the text as shuffled
+blocks by epoch.
 
-Both datasets are encoded once, before training; a batch is then a pure function of the step number
-(and, for the text, the seed), so a resumed run sees exactly the batches it would have seen.
+Both datasets are encoded once, before training; a batch is then a pure function of the
+step number (and, for the text, the seed), so a resumed run sees exactly the batches it
+would have seen.
 """
 
 from __future__ import annotations
@@ -14,42 +16,67 @@ import torch
 from microgpt.data import DataError
 from microgpt.tokenizer import CharTokenizer
 
-# --- names: one padded row per name ----------------------------------------------------------------
+# --- names: one padded row per name ---------------------------------------------------
 
 
 @dataclass(frozen=True)
 class NamesData:
-    """Every name encoded once and right-padded: inputs, targets, loss weights (0 on padding), lengths."""
+    """Every name encoded once and right-padded: inputs, targets, loss weights (0 on
+    padding), lengths.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     weight: torch.Tensor
     lengths: list[int]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> NamesData:
-        """The same data on ``device``, weights in the model's ``dtype`` (moved once, before training)."""
-        return NamesData(self.x.to(device), self.y.to(device), self.weight.to(device, dtype), self.lengths)
+    def to(
+        self, device: torch.device | str, dtype: torch.dtype = torch.float32
+    ) -> NamesData:
+        """The same data on ``device``, weights in the model's ``dtype`` (moved once,
+        before training).
+        """
+        return NamesData(
+            self.x.to(device),
+            self.y.to(device),
+            self.weight.to(device, dtype),
+            self.lengths,
+        )
 
 
-def encode_names(docs: list[str], tokenizer: CharTokenizer, block_size: int) -> NamesData:
-    """Wrap each name in BOS, cut it to the block, pad with BOS; weight ``1/n`` on its ``n`` real positions."""
+def encode_names(
+    docs: list[str], tokenizer: CharTokenizer, block_size: int
+) -> NamesData:
+    """Wrap each name in BOS, cut it to the block, pad with BOS; weight ``1/n`` on its
+    ``n`` real positions.
+    """
     rows = [tokenizer.wrap(doc)[: block_size + 1] for doc in docs]
     lengths = [len(row) - 1 for row in rows]
-    padded = torch.tensor([row + [tokenizer.bos] * (block_size + 1 - len(row)) for row in rows])
+    padded = torch.tensor(
+        [row + [tokenizer.bos] * (block_size + 1 - len(row)) for row in rows]
+    )
     real = torch.arange(block_size) < torch.tensor(lengths)[:, None]
-    weight = real / torch.tensor(lengths, dtype=torch.float64)[:, None]  # exact 1/n, rounded once by .to()
+    # exact 1/n, rounded once by .to()
+    weight = real / torch.tensor(lengths, dtype=torch.float64)[:, None]
     return NamesData(padded[:, :-1], padded[:, 1:], weight, lengths)
 
 
-def names_batch(data: NamesData, step: int, batch_size: int, pad_to_block: bool = False):
-    """Step ``step``'s (x, y, weight): names ``step * batch_size + j`` (mod N), cut to the longest of them."""
+def names_batch(
+    data: NamesData, step: int, batch_size: int, pad_to_block: bool = False
+):
+    """Step ``step``'s (x, y, weight): names ``step * batch_size + j`` (mod N), cut to
+    the longest of them.
+    """
     n = len(data.lengths)
     start = step * batch_size % n
     rows = [(start + j) % n for j in range(batch_size)]
     T = data.x.shape[1] if pad_to_block else max(data.lengths[i] for i in rows)
     if start + batch_size <= n:  # the usual case: a contiguous slice is a view, no copy
-        return data.x[start : start + batch_size, :T], data.y[start : start + batch_size, :T], \
-            data.weight[start : start + batch_size, :T]
+        return (
+            data.x[start : start + batch_size, :T],
+            data.y[start : start + batch_size, :T],
+            data.weight[start : start + batch_size, :T],
+        )
     index = torch.tensor(rows, device=data.x.device)
     return data.x[index, :T], data.y[index, :T], data.weight[index, :T]
 
@@ -60,12 +87,14 @@ def names_tokens(data: NamesData, step: int, batch_size: int) -> int:
     return sum(data.lengths[(step * batch_size + j) % n] for j in range(batch_size))
 
 
-# --- text: one long string, cut into blocks ---------------------------------------------------------
+# --- text: one long string, cut into blocks -------------------------------------------
 
 
 @dataclass(frozen=True)
 class TextSplits:
-    """A text encoded once: its tokenizer, the training ids and the held-out validation ids."""
+    """A text encoded once: its tokenizer, the training ids and the held-out validation
+    ids.
+    """
 
     tokenizer: CharTokenizer
     train: torch.Tensor
@@ -77,52 +106,76 @@ def split_text(text: str, val_fraction: float = 0.1) -> TextSplits:
     tokenizer = CharTokenizer.from_docs([text])
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     n_val = int(len(ids) * val_fraction)
-    return TextSplits(tokenizer, ids[: len(ids) - n_val], ids[len(ids) - n_val:])
+    return TextSplits(tokenizer, ids[: len(ids) - n_val], ids[len(ids) - n_val :])
 
 
 def examples_per_epoch(n_tokens: int, block_size: int) -> int:
-    """How many block-sized (input, target) examples fit in ``n_tokens`` at any chunk offset."""
+    """How many block-sized (input, target) examples fit in ``n_tokens`` at any chunk
+    offset.
+    """
     return max(0, (n_tokens - block_size) // block_size)
 
 
 def batches_per_epoch(n_tokens: int, block_size: int, batch_size: int) -> int:
-    """Full mini-batches per epoch (the last, partial one is dropped); 0 if the text is too short for one."""
+    """Full mini-batches per epoch (the last, partial one is dropped); 0 if the text is
+    too short for one.
+    """
     return examples_per_epoch(n_tokens, block_size) // batch_size
 
 
 def check_one_batch(n_tokens: int, block_size: int, batch_size: int) -> None:
-    """A :class:`DataError` unless ``n_tokens`` of training text hold at least one full batch."""
+    """A :class:`DataError` unless ``n_tokens`` of training text hold at least one full
+    batch.
+    """
     if batches_per_epoch(n_tokens, block_size, batch_size) == 0:
         raise DataError(
-            f"the training text ({n_tokens:,} characters) is too short for one batch of "
-            f"{batch_size} x {block_size} characters; lower --batch-size or --block-size"
+            f"the training text ({n_tokens:,} characters) is too short for one "
+            f"batch of {batch_size} x {block_size} characters; lower --batch-size "
+            "or --block-size"
         )
 
 
-def epoch_plan(seed: int, epoch: int, n_examples: int, block_size: int) -> tuple[int, torch.Tensor]:
-    """One epoch's random chunk offset and example order: a pure function of its arguments."""
-    generator = torch.Generator().manual_seed(random.Random(f"{seed}/{epoch}").getrandbits(63))
+def epoch_plan(
+    seed: int, epoch: int, n_examples: int, block_size: int
+) -> tuple[int, torch.Tensor]:
+    """One epoch's random chunk offset and example order: a pure function of its
+    arguments.
+    """
+    generator = torch.Generator().manual_seed(
+        random.Random(f"{seed}/{epoch}").getrandbits(63)
+    )
     offset = int(torch.randint(block_size, (1,), generator=generator))
     return offset, torch.randperm(n_examples, generator=generator)
 
 
-def get_batch(ids: torch.Tensor, step: int, seed: int, block_size: int, batch_size: int):
-    """Training batch number ``step`` (0-based) as (inputs, targets), each ``batch_size x block_size``."""
+def get_batch(
+    ids: torch.Tensor, step: int, seed: int, block_size: int, batch_size: int
+):
+    """Training batch number ``step`` (0-based) as (inputs, targets), each ``batch_size
+    x block_size``.
+    """
     check_one_batch(len(ids), block_size, batch_size)
     n = examples_per_epoch(len(ids), block_size)
     epoch, index = divmod(step, batches_per_epoch(len(ids), block_size, batch_size))
     offset, order = epoch_plan(seed, epoch, n, block_size)
-    rows = order[index * batch_size:(index + 1) * batch_size]
-    x = ids[offset:offset + n * block_size].view(n, block_size)
-    y = ids[offset + 1:offset + 1 + n * block_size].view(n, block_size)
+    rows = order[index * batch_size : (index + 1) * batch_size]
+    x = ids[offset : offset + n * block_size].view(n, block_size)
+    y = ids[offset + 1 : offset + 1 + n * block_size].view(n, block_size)
     return x[rows], y[rows]
 
 
 def val_batches(ids: torch.Tensor, block_size: int, batch_size: int):
-    """The validation split cut into consecutive blocks, in batches (the same every time)."""
+    """The validation split cut into consecutive blocks, in batches (the same every
+    time).
+    """
     n = (len(ids) - 1) // block_size
     if n == 0:
-        raise DataError(f"the validation split ({len(ids)} characters) is shorter than one block ({block_size})")
-    x = ids[:n * block_size].view(n, block_size)
-    y = ids[1:n * block_size + 1].view(n, block_size)
-    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+        raise DataError(
+            f"the validation split ({len(ids)} characters) is shorter than one "
+            f"block ({block_size})"
+        )
+    x = ids[: n * block_size].view(n, block_size)
+    y = ids[1 : n * block_size + 1].view(n, block_size)
+    return [
+        (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n, batch_size)
+    ]

@@ -1,4 +1,6 @@
-"""Checkpoints: one file holding everything a run needs to be sampled from or resumed exactly."""
+"""Checkpoints: one file holding everything a run needs to be sampled from or resumed
+exactly.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +29,20 @@ from microgpt.tokenizer import CharTokenizer
 
 FORMAT = "microgpt-checkpoint"
 FORMAT_VERSION = 1
-KEYS = ("format", "format_version", "version", "dataset", "config", "chars", "model", "step")
+KEYS = (
+    "format",
+    "format_version",
+    "version",
+    "dataset",
+    "config",
+    "chars",
+    "model",
+    "step",
+)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, damaged, foreign or does not fit what was asked of it."""
+    """A checkpoint is missing, damaged, foreign or does not fit the request."""
 
 
 def _mps_available() -> bool:
@@ -44,8 +55,12 @@ def rng_state() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
     mps = torch.mps.get_rng_state() if _mps_available() else None
-    return {"python": [version, list(internal), gauss], "torch": torch.get_rng_state(),
-            "cuda": cuda, "mps": mps}
+    return {
+        "python": [version, list(internal), gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "mps": mps,
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -121,8 +136,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -151,47 +165,64 @@ def save_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
     best_val_loss: float | None = None,
 ) -> None:
-    """Write a checkpoint atomically: weights, shape, vocabulary, and (to resume) optimizer, scaler, run, step, RNGs,
-    and the best validation loss so far (which decides when ``best.pt`` is written again)."""
-    atomic_save({
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "version": __version__,
-        "dataset": dataset,
-        "config": dataclasses.asdict(config),
-        "chars": list(tokenizer.chars),
-        "model": model.state_dict(),
-        "step": step,
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "run": dict(run or {}),
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "rng": rng_state(),
-        "best_val_loss": best_val_loss,
-    }, path)
+    """Write a checkpoint atomically: weights, shape, vocabulary, and (to resume)
+    optimizer, scaler, run, step, RNGs, and the best validation loss so far (which
+    decides when ``best.pt`` is written again).
+    """
+    atomic_save(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "version": __version__,
+            "dataset": dataset,
+            "config": dataclasses.asdict(config),
+            "chars": list(tokenizer.chars),
+            "model": model.state_dict(),
+            "step": step,
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "run": dict(run or {}),
+            "scaler": scaler.state_dict()
+            if scaler is not None and scaler.is_enabled()
+            else None,
+            "rng": rng_state(),
+            "best_val_loss": best_val_loss,
+        },
+        path,
+    )
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a checkpoint; anything that is not one of ours is a :class:`CheckpointError`."""
+    """Read and check a checkpoint; anything that is not one of ours is a
+    :class:`CheckpointError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is truncated or not a checkpoint (not a torch.save archive)")
+        raise CheckpointError(
+            f"{path} is truncated or not a checkpoint (not a torch.save archive)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch reports damage as RuntimeError, EOFError, KeyError, ...
-        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+    # torch reports damage as RuntimeError, EOFError, KeyError, ...
+    except Exception as err:
+        if isinstance(
+            err, pickle.UnpicklingError
+        ) and "Weights only load failed" in str(err):
             raise CheckpointError(
-                f"{path} holds pickled objects other than tensors and plain data; refusing to load it "
-                "(it is not a microgpt checkpoint, and loading it could run code)"
+                f"{path} holds pickled objects other than tensors and plain data; "
+                "refusing to load it (it is not a microgpt checkpoint, and loading it "
+                "could run code)"
             ) from None
-        raise CheckpointError(f"{path} is truncated or not a checkpoint ({type(err).__name__})") from None
+        raise CheckpointError(
+            f"{path} is truncated or not a checkpoint ({type(err).__name__})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a microgpt checkpoint")
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format {ckpt.get('format_version')!r}; this microgpt "
-            f"({__version__}) reads format {FORMAT_VERSION}"
+            f"{path} has checkpoint format {ckpt.get('format_version')!r}; "
+            f"this microgpt ({__version__}) reads format {FORMAT_VERSION}"
         )
     missing = [key for key in KEYS if key not in ckpt]
     if missing:
@@ -208,33 +239,53 @@ def model_from(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> GPT:
     """The trained model of a checkpoint, on ``device``, in eval mode."""
     config = GPTConfig(**ckpt["config"])
     if tokenizer_from(ckpt).vocab_size != config.vocab_size:
-        raise CheckpointError("checkpoint is damaged: its vocabulary does not match its config")
+        raise CheckpointError(
+            "checkpoint is damaged: its vocabulary does not match its config"
+        )
     model = GPT(config)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
-        raise CheckpointError(f"checkpoint weights do not fit its config: {str(err).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"checkpoint weights do not fit its config: {str(err).splitlines()[0]}"
+        ) from None
     return model.to(device).eval()
 
 
-# --- resuming a run -----------------------------------------------------------------------------------
+# --- resuming a run -------------------------------------------------------------------
 
 
-def check_resumable(ckpt: dict[str, Any], config: GPTConfig, run: dict[str, Any], tokenizer: CharTokenizer,
-                    path: Path) -> None:
-    """A checkpoint may be resumed only with the same model, run settings (``run``, a dict) and vocabulary."""
+def check_resumable(
+    ckpt: dict[str, Any],
+    config: GPTConfig,
+    run: dict[str, Any],
+    tokenizer: CharTokenizer,
+    path: Path,
+) -> None:
+    """A checkpoint may be resumed only with the same model, run settings (``run``, a
+    dict) and vocabulary.
+    """
     if ckpt["dataset"] != "shakespeare" or not ckpt.get("optimizer"):
         raise CheckpointError(f"{path} is not a resumable text-training checkpoint")
-    if ckpt["chars"] != tokenizer.chars or ckpt["run"].get("data_sha256") != run.get("data_sha256"):
-        raise CheckpointError(f"{path} was trained on another text; pass the same --data to resume it")
+    if ckpt["chars"] != tokenizer.chars or ckpt["run"].get("data_sha256") != run.get(
+        "data_sha256"
+    ):
+        raise CheckpointError(
+            f"{path} was trained on another text; pass the same --data to resume it"
+        )
     if ckpt["config"] != dataclasses.asdict(config) or ckpt["run"] != run:
         raise CheckpointError(f"{path} was written by a run with different settings")
     if ckpt["step"] >= run["steps"]:
-        raise CheckpointError(f"the run in {path.parent} already finished its {run['steps']} steps; nothing to resume")
+        raise CheckpointError(
+            f"the run in {path.parent} already finished its {run['steps']} steps; "
+            "nothing to resume"
+        )
 
 
 def read_metrics(path: Path, through: int | None = None) -> list[dict]:
-    """The records of a metrics.jsonl file (up to step ``through``); a half-written last line is skipped."""
+    """The records of a metrics.jsonl file (up to step ``through``); a half-written last
+    line is skipped.
+    """
     if not path.is_file():
         return []
     records = []
@@ -249,7 +300,9 @@ def read_metrics(path: Path, through: int | None = None) -> list[dict]:
 
 
 def truncate_metrics(path: Path, through: int) -> None:
-    """Keep only the records of steps up to ``through`` (a killed run may have logged steps past its checkpoint)."""
+    """Keep only the records of steps up to ``through`` (a killed run may have logged
+    steps past its checkpoint).
+    """
     kept = read_metrics(path, through)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))

@@ -1,7 +1,7 @@
 """The ``microgpt`` command line: train a model, print samples.
 
-This module is the parser and the dispatch; the commands' bodies live in :mod:`microgpt.commands` (pure
-Python) and :mod:`microgpt.torch_commands` (PyTorch).
+This module is the parser and the dispatch; the commands' bodies live in
+:mod:`microgpt.commands` (pure Python) and :mod:`microgpt.torch_commands` (PyTorch).
 """
 
 from __future__ import annotations
@@ -17,10 +17,22 @@ from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS
 from microgpt.data import DataError, load_names
 
 
-def number(kind: type, low: float, high: float | None = None, *, low_in: bool = True,
-           high_in: bool = False) -> Callable[[str], int | float]:
-    """An argparse type: ``kind(text)`` from ``low`` to ``high`` (None: no upper bound), each end included or not."""
-    bounds = f"{'>=' if low_in else '>'} {low}" if high is None else f"in {'(['[low_in]}{low}, {high}{')]'[high_in]}"
+def number(
+    kind: type,
+    low: float,
+    high: float | None = None,
+    *,
+    low_in: bool = True,
+    high_in: bool = False,
+) -> Callable[[str], int | float]:
+    """An argparse type: ``kind(text)`` from ``low`` to ``high`` (None: no upper bound),
+    each end included or not.
+    """
+    bounds = (
+        f"{'>=' if low_in else '>'} {low}"
+        if high is None
+        else f"in {'(['[low_in]}{low}, {high}{')]'[high_in]}"
+    )
 
     def parse(text: str) -> int | float:
         value = kind(text)
@@ -41,31 +53,47 @@ probability = number(float, 0, 1, low_in=False, high_in=True)  # (0, 1]
 
 
 def warmup_value(text: str) -> int | float:
-    """argparse type: warmup steps (an integer >= 0) or a fraction of the run's steps (0 <= f < 1, e.g. 0.05)."""
+    """argparse type: warmup steps (an integer >= 0) or a fraction of the run's steps (0
+    <= f < 1, e.g. 0.05).
+    """
     try:
         return non_negative_int(text)
     except ValueError:
         value = float(text)
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of steps or a fraction in [0, 1), got {text}")
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of steps or a fraction in [0, 1), got {text}"
+        )
     return value
 
 
 def cmd_train_names(args: argparse.Namespace) -> None:
     """``microgpt train names``."""
     if args.engine != "torch":
-        torch_only = {"--batch-size": args.batch_size != 1, "--device": args.device, "--out": args.out,
-                      "--dtype": args.dtype != "float32", "--compile": args.compile,
-                      "--threads": args.threads is not None}
+        torch_only = {
+            "--batch-size": args.batch_size != 1,
+            "--device": args.device,
+            "--out": args.out,
+            "--dtype": args.dtype != "float32",
+            "--compile": args.compile,
+            "--threads": args.threads is not None,
+        }
         used = [flag for flag, given in torch_only.items() if given]
         if used:
-            raise CLIError(f"{', '.join(used)}: only with --engine torch (the scalar engines run one name at a time)")
+            raise CLIError(
+                f"{', '.join(used)}: only with --engine torch "
+                "(the scalar engines run one name at a time)"
+            )
     docs = load_names(args.data)
     if max(len(doc) for doc in docs) + 1 > args.block_size:
-        print(f"note: documents longer than {args.block_size - 1} characters are cut to the block size",
-              file=sys.stderr)
+        print(
+            f"note: documents longer than {args.block_size - 1} characters "
+            "are cut to the block size",
+            file=sys.stderr,
+        )
     if args.engine == "torch":
-        # Imported here, not at the top: the scalar engines (and --help) must run where PyTorch is not installed.
+        # Imported here, not at the top: the scalar engines (and --help) must run where
+        # PyTorch is not installed.
         from microgpt import torch_commands
 
         torch_commands.train_names_torch(args, docs)
@@ -97,57 +125,164 @@ def cmd_doctor(args: argparse.Namespace) -> None:
 SMALL_WORK = "too small to share out across cores: more threads wait on each other"
 
 
-def add_model_flags(p: argparse.ArgumentParser, block: int, embd: int, head: int, layer: int) -> None:
+def add_model_flags(
+    p: argparse.ArgumentParser, block: int, embd: int, head: int, layer: int
+) -> None:
     """Flags that set the model's shape."""
-    p.add_argument("--block-size", type=positive_int, default=block, help="context length (default %(default)s)")
-    p.add_argument("--n-embd", type=positive_int, default=embd, help="embedding width (default %(default)s)")
-    p.add_argument("--n-head", type=positive_int, default=head, help="attention heads (default %(default)s)")
-    p.add_argument("--n-layer", type=positive_int, default=layer, help="transformer blocks (default %(default)s)")
+    p.add_argument(
+        "--block-size",
+        type=positive_int,
+        default=block,
+        help="context length (default %(default)s)",
+    )
+    p.add_argument(
+        "--n-embd",
+        type=positive_int,
+        default=embd,
+        help="embedding width (default %(default)s)",
+    )
+    p.add_argument(
+        "--n-head",
+        type=positive_int,
+        default=head,
+        help="attention heads (default %(default)s)",
+    )
+    p.add_argument(
+        "--n-layer",
+        type=positive_int,
+        default=layer,
+        help="transformer blocks (default %(default)s)",
+    )
 
 
 def add_shakespeare_parser(datasets) -> None:
     """``microgpt train shakespeare`` and its flags."""
     p = datasets.add_parser(
-        "shakespeare", help="an 836K-parameter GPT on tiny-shakespeare",
-        description="Train a character-level GPT on tiny-shakespeare (last 10% held out for validation), "
-                    "writing OUT/ckpt.pt and OUT/metrics.jsonl. With --resume, settings come from the checkpoint. "
-                    "Under torchrun, each process trains a replica on its share of every batch (data parallel).",
+        "shakespeare",
+        help="an 836K-parameter GPT on tiny-shakespeare",
+        description="Train a character-level GPT on tiny-shakespeare (last 10% held "
+        "out for validation), writing OUT/ckpt.pt and OUT/metrics.jsonl. With "
+        "--resume, settings come from the checkpoint. Under torchrun, each process "
+        "trains a replica on its share of every batch (data parallel).",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for ckpt.pt and metrics.jsonl")
-    p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
-    p.add_argument("--steps", type=positive_int, help=f"training steps (default {SHAKESPEARE_EPOCHS} epochs)")
-    p.add_argument("--batch-size", type=positive_int,
-                   help=f"blocks per step, all torchrun processes together (default {SHAKESPEARE['batch_size']})")
-    p.add_argument("--block-size", type=positive_int, help=f"context length (default {SHAKESPEARE['block_size']})")
-    p.add_argument("--n-embd", type=positive_int, help=f"embedding width (default {SHAKESPEARE['n_embd']})")
-    p.add_argument("--n-head", type=positive_int, help=f"attention heads (default {SHAKESPEARE['n_head']})")
-    p.add_argument("--n-layer", type=positive_int, help=f"transformer blocks (default {SHAKESPEARE['n_layer']})")
-    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {SHAKESPEARE['lr']})")
-    p.add_argument("--warmup", type=warmup_value,
-                   help=f"warmup: a number of steps (100) or a fraction of the run (0.05) "
-                        f"(default {SHAKESPEARE['warmup']})")
-    p.add_argument("--grad-accum", type=positive_int, metavar="N",
-                   help="split each process's share of a batch into N micro-batches whose gradients add up before "
-                        "one update: the same step in less memory (default 1)")
-    p.add_argument("--dropout", type=dropout_rate,
-                   help=f"fraction of activations zeroed while training (default {SHAKESPEARE['dropout']})")
-    p.add_argument("--seed", type=int, help=f"random seed (default {SHAKESPEARE['seed']})")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="compute precision; auto: bfloat16 where the hardware does it natively, float16 on "
-                        "older CUDA GPUs, else float32 (default auto; microgpt doctor says why)")
-    p.add_argument("--eval-interval", type=non_negative_int, default=200, metavar="N",
-                   help="validation loss every N steps and at the end, 0 for none (default %(default)s)")
-    p.add_argument("--ckpt-interval", type=non_negative_int, default=200, metavar="N",
-                   help="checkpoint every N steps, 0 for only at the end (default %(default)s)")
-    p.add_argument("--log-interval", type=positive_int, default=50, metavar="N",
-                   help="fetch losses from the device and write metrics.jsonl every N steps (one record per step; "
-                        "default %(default)s)")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
-    p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="torch CPU threads per process (default: torch's own, $OMP_NUM_THREADS or one per core; "
-                        "torchrun sets OMP_NUM_THREADS=1 when it starts several processes; microgpt doctor "
-                        "says how many). On a machine busy with other work, fewer can be faster")
-    p.add_argument("--data", metavar="FILE", help="your own text file instead of tiny-shakespeare (no checksum)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for ckpt.pt and metrics.jsonl",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run whose checkpoint is in --out",
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        help=f"training steps (default {SHAKESPEARE_EPOCHS} epochs)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="blocks per step, all torchrun processes together "
+        f"(default {SHAKESPEARE['batch_size']})",
+    )
+    p.add_argument(
+        "--block-size",
+        type=positive_int,
+        help=f"context length (default {SHAKESPEARE['block_size']})",
+    )
+    p.add_argument(
+        "--n-embd",
+        type=positive_int,
+        help=f"embedding width (default {SHAKESPEARE['n_embd']})",
+    )
+    p.add_argument(
+        "--n-head",
+        type=positive_int,
+        help=f"attention heads (default {SHAKESPEARE['n_head']})",
+    )
+    p.add_argument(
+        "--n-layer",
+        type=positive_int,
+        help=f"transformer blocks (default {SHAKESPEARE['n_layer']})",
+    )
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        help=f"peak learning rate (default {SHAKESPEARE['lr']})",
+    )
+    p.add_argument(
+        "--warmup",
+        type=warmup_value,
+        help=f"warmup: a number of steps (100) or a fraction of the run (0.05) "
+        f"(default {SHAKESPEARE['warmup']})",
+    )
+    p.add_argument(
+        "--grad-accum",
+        type=positive_int,
+        metavar="N",
+        help="split each process's share of a batch into N micro-batches whose "
+        "gradients add up before one update: the same step in less memory "
+        "(default 1)",
+    )
+    p.add_argument(
+        "--dropout",
+        type=dropout_rate,
+        help="fraction of activations zeroed while training "
+        f"(default {SHAKESPEARE['dropout']})",
+    )
+    p.add_argument(
+        "--seed", type=int, help=f"random seed (default {SHAKESPEARE['seed']})"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="compute precision; auto: bfloat16 where the hardware does it natively, "
+        "float16 on older CUDA GPUs, else float32 (default auto; microgpt doctor "
+        "says why)",
+    )
+    p.add_argument(
+        "--eval-interval",
+        type=non_negative_int,
+        default=200,
+        metavar="N",
+        help="validation loss every N steps and at the end, 0 for none "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--ckpt-interval",
+        type=non_negative_int,
+        default=200,
+        metavar="N",
+        help="checkpoint every N steps, 0 for only at the end (default %(default)s)",
+    )
+    p.add_argument(
+        "--log-interval",
+        type=positive_int,
+        default=50,
+        metavar="N",
+        help="fetch losses from the device and write metrics.jsonl every N steps "
+        "(one record per step; default %(default)s)",
+    )
+    p.add_argument(
+        "--device",
+        help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="torch CPU threads per process (default: torch's own, $OMP_NUM_THREADS "
+        "or one per core; torchrun sets OMP_NUM_THREADS=1 when it starts several "
+        "processes; microgpt doctor says how many). On a machine busy with other "
+        "work, fewer can be faster",
+    )
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="your own text file instead of tiny-shakespeare (no checksum)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train_shakespeare)
 
@@ -155,73 +290,190 @@ def add_shakespeare_parser(datasets) -> None:
 def add_sample_parser(commands) -> None:
     """``microgpt sample`` and its flags."""
     p = commands.add_parser(
-        "sample", help="print samples from a checkpoint",
-        description="Print samples from a names or Shakespeare checkpoint. Names start from BOS and stop at "
-                    "BOS; Shakespeare samples continue the prompt (default: a newline) for exactly --max-chars.",
+        "sample",
+        help="print samples from a checkpoint",
+        description="Print samples from a names or Shakespeare checkpoint. Names start "
+        "from BOS and stop at BOS; Shakespeare samples continue the prompt (default: "
+        "a newline) for exactly --max-chars.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a ckpt.pt written by microgpt train")
-    p.add_argument("--prompt", help="text the samples start with (every character must be in the vocabulary)")
-    p.add_argument("--num-samples", type=positive_int, default=None, help="how many (default: 20 names, 1 text)")
-    p.add_argument("--max-chars", type=positive_int, default=None,
-                   help="characters to generate (default: the block size for names, 500 for text)")
-    p.add_argument("--temperature", type=positive_float, help="sampling temperature (default: 0.5 names, 0.8 text)")
-    p.add_argument("--top-k", type=positive_int, default=None, help="sample only from the K likeliest (default: all)")
-    p.add_argument("--top-p", type=probability, default=None, metavar="P",
-                   help="sample only from the likeliest tokens whose probabilities reach P, in (0, 1] (default: all)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)")
-    p.add_argument("--threads", type=positive_int, default=SMALL_WORK_THREADS, metavar="N",
-                   help=f"torch CPU threads (default %(default)s: one token at a time is {SMALL_WORK})")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a ckpt.pt written by microgpt train",
+    )
+    p.add_argument(
+        "--prompt",
+        help="text the samples start with (every character must be in the vocabulary)",
+    )
+    p.add_argument(
+        "--num-samples",
+        type=positive_int,
+        default=None,
+        help="how many (default: 20 names, 1 text)",
+    )
+    p.add_argument(
+        "--max-chars",
+        type=positive_int,
+        default=None,
+        help="characters to generate (default: the block size for names, 500 for text)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        help="sampling temperature (default: 0.5 names, 0.8 text)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=None,
+        help="sample only from the K likeliest (default: all)",
+    )
+    p.add_argument(
+        "--top-p",
+        type=probability,
+        default=None,
+        metavar="P",
+        help="sample only from the likeliest tokens whose probabilities reach P, "
+        "in (0, 1] (default: all)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=42, help="random seed (default %(default)s)"
+    )
+    p.add_argument(
+        "--device",
+        help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=SMALL_WORK_THREADS,
+        metavar="N",
+        help="torch CPU threads (default %(default)s: one token at a time is "
+        f"{SMALL_WORK})",
+    )
     p.set_defaults(run=cmd_sample)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = argparse.ArgumentParser(prog="microgpt", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"microgpt {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"microgpt {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser("train", help="train a model", description="Train a model.")
+    train = commands.add_parser(
+        "train", help="train a model", description="Train a model."
+    )
     datasets = train.add_subparsers(dest="dataset", required=True, metavar="DATASET")
 
     names = datasets.add_parser(
-        "names", help="the original microgpt: 32K names, 4,192 parameters",
-        description="Train the original microgpt on names and print samples. Defaults are the original's.",
+        "names",
+        help="the original microgpt: 32K names, 4,192 parameters",
+        description="Train the original microgpt on names and print samples. "
+        "Defaults are the original's.",
     )
-    names.add_argument("--engine", choices=["torch", "scalar", "scalar-fused"], default="torch",
-                       help="torch: batched PyTorch; scalar: the original's pure-Python engine; scalar-fused: "
-                            "the same maths, one node per dot product (default %(default)s)")
-    names.add_argument("--batch-size", type=positive_int, default=1,
-                       help="names per step, torch engine only (default %(default)s, the original's)")
-    names.add_argument("--device", help="torch engine: auto, cpu, cuda, cuda:N or mps "
-                                        "(default: $MICROGPT_DEVICE or auto)")
-    names.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                       help="torch engine precision (default %(default)s)")
-    names.add_argument("--compile", action="store_true",
-                       help="torch engine: torch.compile the model and loss (the first step compiles for "
-                            "seconds; faster steps after that, so it pays on long runs only)")
-    names.add_argument("--threads", type=positive_int, metavar="N",
-                       help=f"torch engine: CPU threads (default {SMALL_WORK_THREADS}: 16-wide matrices are "
-                            f"{SMALL_WORK})")
-    names.add_argument("--out", metavar="DIR", help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt")
-    names.add_argument("--steps", type=positive_int, default=1000, help="training steps (default %(default)s)")
-    names.add_argument("--lr", type=positive_float, default=0.01, help="peak learning rate (default %(default)s)")
-    names.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
+    names.add_argument(
+        "--engine",
+        choices=["torch", "scalar", "scalar-fused"],
+        default="torch",
+        help="torch: batched PyTorch; scalar: the original's pure-Python engine; "
+        "scalar-fused: the same maths, one node per dot product "
+        "(default %(default)s)",
+    )
+    names.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        help="names per step, torch engine only (default %(default)s, the original's)",
+    )
+    names.add_argument(
+        "--device",
+        help="torch engine: auto, cpu, cuda, cuda:N or mps "
+        "(default: $MICROGPT_DEVICE or auto)",
+    )
+    names.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="torch engine precision (default %(default)s)",
+    )
+    names.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch engine: torch.compile the model and loss (the first step "
+        "compiles for seconds; faster steps after that, so it pays on long runs "
+        "only)",
+    )
+    names.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help=f"torch engine: CPU threads (default {SMALL_WORK_THREADS}: "
+        f"16-wide matrices are {SMALL_WORK})",
+    )
+    names.add_argument(
+        "--out",
+        metavar="DIR",
+        help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt",
+    )
+    names.add_argument(
+        "--steps",
+        type=positive_int,
+        default=1000,
+        help="training steps (default %(default)s)",
+    )
+    names.add_argument(
+        "--lr",
+        type=positive_float,
+        default=0.01,
+        help="peak learning rate (default %(default)s)",
+    )
+    names.add_argument(
+        "--seed", type=int, default=42, help="random seed (default %(default)s)"
+    )
     add_model_flags(names, block=16, embd=16, head=4, layer=1)
-    names.add_argument("--num-samples", type=int, default=20, help="names to sample (default %(default)s)")
-    names.add_argument("--temperature", type=positive_float, default=0.5,
-                       help="sampling temperature (default %(default)s)")
-    names.add_argument("--data", metavar="FILE", help="your own file, one document a line (no checksum)")
-    names.add_argument("--log-every", type=positive_int, default=100,
-                       help="when output is not a terminal, print a step line this often (default %(default)s)")
-    names.add_argument("--exact-loss", action="store_true",
-                       help="print each step's loss with every digit (its repr), to compare two runs bit for bit")
+    names.add_argument(
+        "--num-samples",
+        type=int,
+        default=20,
+        help="names to sample (default %(default)s)",
+    )
+    names.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=0.5,
+        help="sampling temperature (default %(default)s)",
+    )
+    names.add_argument(
+        "--data",
+        metavar="FILE",
+        help="your own file, one document a line (no checksum)",
+    )
+    names.add_argument(
+        "--log-every",
+        type=positive_int,
+        default=100,
+        help="when output is not a terminal, print a step line this often "
+        "(default %(default)s)",
+    )
+    names.add_argument(
+        "--exact-loss",
+        action="store_true",
+        help="print each step's loss with every digit (its repr), to compare two "
+        "runs bit for bit",
+    )
     names.set_defaults(run=cmd_train_names)
     add_shakespeare_parser(datasets)
     add_sample_parser(commands)
-    commands.add_parser("doctor", help="report Python, torch, devices, precision, threads and data (for bug reports)",
-                        description="Print what this machine offers microgpt: Python, torch, each device with "
-                                    "what --dtype auto picks there and why, threads, and the datasets.",
-                        ).set_defaults(run=cmd_doctor)
+    commands.add_parser(
+        "doctor",
+        help="report Python, torch, devices, precision, threads and data "
+        "(for bug reports)",
+        description="Print what this machine offers microgpt: Python, torch, each "
+        "device with what --dtype auto picks there and why, threads, and the "
+        "datasets.",
+    ).set_defaults(run=cmd_doctor)
     return parser
 
 
@@ -232,7 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except (CLIError, DataError, ValueError, OSError, MemoryError) as err:
-        if not isinstance(err, CLIError) or os.environ.get("RANK", "0") == "0":  # torchrun: say it once, not N times
+        # torchrun: say it once, not N times
+        if not isinstance(err, CLIError) or os.environ.get("RANK", "0") == "0":
             print(f"microgpt: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

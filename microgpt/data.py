@@ -1,4 +1,6 @@
-"""The two datasets: found offline, in a cache, or downloaded from a pinned URL and checked."""
+"""The two datasets: found offline, in a cache, or downloaded from a pinned URL and
+checked.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Dataset:
-    """A file the book trains on: its name on disk, where it comes from and its SHA-256."""
+    """A file the book trains on: its name on disk, its source URL and its SHA-256."""
 
     filename: str
     url: str
@@ -36,11 +38,15 @@ DATASETS = {
 
 
 class DataError(RuntimeError):
-    """A dataset could not be found, downloaded or verified; the message says how to fix it."""
+    """A dataset could not be found, downloaded or verified; the message says how to fix
+    it.
+    """
 
 
 def cache_dir() -> Path:
-    """Where downloads are kept: ``$MICROGPT_CACHE``, else ``$XDG_CACHE_HOME/microgpt`` or ``~/.cache/microgpt``."""
+    """Where downloads are kept: ``$MICROGPT_CACHE``, else ``$XDG_CACHE_HOME/microgpt``
+    or ``~/.cache/microgpt``.
+    """
     if os.environ.get("MICROGPT_CACHE"):
         return Path(os.environ["MICROGPT_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -55,24 +61,36 @@ def sha256_of(path: Path) -> str:
 DATA_FIX = "put the file in a folder and set MICROGPT_DATA to it"
 
 
-def download(url: str, dest: Path, sha256: str | None = None, fix: str = DATA_FIX, timeout: float = 30.0) -> None:
-    """Fetch ``url`` to ``dest`` atomically, keeping it only if its SHA-256 matches ``sha256`` (when given)."""
+def download(
+    url: str,
+    dest: Path,
+    sha256: str | None = None,
+    fix: str = DATA_FIX,
+    timeout: float = 30.0,
+) -> None:
+    """Fetch ``url`` to ``dest`` atomically, keeping it only if its SHA-256 matches
+    ``sha256`` (when given).
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     print(f"downloading {dest.name} from {url}", file=sys.stderr)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=timeout) as response,
+        ):
             out.write(response.read())
         got = sha256_of(Path(tmp))
         if sha256 is not None and got != sha256:
             raise DataError(
-                f"{dest.name} downloaded from {url} has SHA-256 {got}, expected {sha256}; nothing was cached. "
-                f"Retry later, or {fix}."
+                f"{dest.name} downloaded from {url} has SHA-256 {got}, "
+                f"expected {sha256}; nothing was cached. Retry later, or {fix}."
             )
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError) as err:
         raise DataError(
-            f"could not download {dest.name} from {url} ({err}). Check your network and retry, or {fix}."
+            f"could not download {dest.name} from {url} ({err}). "
+            f"Check your network and retry, or {fix}."
         ) from None
     finally:
         if os.path.exists(tmp):
@@ -80,9 +98,13 @@ def download(url: str, dest: Path, sha256: str | None = None, fix: str = DATA_FI
 
 
 def fetch(name: str) -> Path:
-    """Path to a verified copy of dataset ``name``: ``$MICROGPT_DATA`` first, then the cache, then download."""
+    """Path to a verified copy of dataset ``name``: ``$MICROGPT_DATA`` first, then the
+    cache, then download.
+    """
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise DataError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+        )
     dataset = DATASETS[name]
     offline = os.environ.get("MICROGPT_DATA")
     if offline:
@@ -90,8 +112,9 @@ def fetch(name: str) -> Path:
         if path.is_file():
             if sha256_of(path) != dataset.sha256:
                 raise DataError(
-                    f"{path} (from MICROGPT_DATA) does not match the SHA-256 of {dataset.filename}; "
-                    "replace it with a good copy, or unset MICROGPT_DATA to download it."
+                    f"{path} (from MICROGPT_DATA) does not match the SHA-256 of "
+                    f"{dataset.filename}; replace it with a good copy, or unset "
+                    "MICROGPT_DATA to download it."
                 )
             return path
     cached = cache_dir() / dataset.filename
@@ -101,26 +124,34 @@ def fetch(name: str) -> Path:
         download(dataset.url, cached, dataset.sha256)
     except DataError as err:
         looked = [f"{offline} (MICROGPT_DATA)"] if offline else []
-        raise DataError(f"{err} Looked for it in: {', '.join([*looked, str(cache_dir())])}.") from None
+        raise DataError(
+            f"{err} Looked for it in: {', '.join([*looked, str(cache_dir())])}."
+        ) from None
     return cached
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """Read a user's own text file as UTF-8, with a clear error if it is missing, unreadable or binary."""
+    """Read a user's own text file as UTF-8, with a clear error if it is missing,
+    unreadable or binary.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise DataError(f"cannot read data file {path}: {err.strerror or err}") from None
+        raise DataError(
+            f"cannot read data file {path}: {err.strerror or err}"
+        ) from None
     except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not a text file (not UTF-8: byte {err.object[err.start]:#04x} at "
-                        f"position {err.start})") from None
+        raise DataError(
+            f"{path} is not a text file (not UTF-8: "
+            f"byte {err.object[err.start]:#04x} at position {err.start})"
+        ) from None
     if "\x00" in text:
         raise DataError(f"{path} is not a text file (it holds NUL bytes)")
     return text
 
 
 def load_names(path: str | os.PathLike | None = None) -> list[str]:
-    """The names dataset (or your own file, one document a line), blank lines dropped."""
+    """The names dataset (or your own file, one document a line) without blank lines."""
     text = read_text(path if path is not None else fetch("names"))
     docs = [line.strip() for line in text.splitlines() if line.strip()]
     if not docs:

@@ -1,4 +1,6 @@
-"""Choosing where tensors live: CUDA, then Apple's MPS, then the CPU, unless you say otherwise."""
+"""Choosing where tensors live: CUDA, then Apple's MPS, then the CPU, unless you say
+otherwise.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ def available_devices() -> list[str]:
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """``name`` (or ``$MICROGPT_DEVICE``) if given, else the best available: CUDA > MPS > CPU."""
+    """``name`` (or ``$MICROGPT_DEVICE``) if given, else the best available: CUDA > MPS
+    > CPU.
+    """
     name = (name or os.environ.get("MICROGPT_DEVICE") or "auto").strip().lower()
     have = available_devices()
     if name == "auto":
@@ -30,14 +34,30 @@ def pick_device(name: str | None = None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise DeviceError(f"unknown device {name!r}; use auto, {', '.join(have)}") from None
+        raise DeviceError(
+            f"unknown device {name!r}; use auto, {', '.join(have)}"
+        ) from None
     if device.type not in have:
-        raise DeviceError(f"device {name!r} is not available on this machine; available: {', '.join(have)}")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise DeviceError(f"{name} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise DeviceError(
+            f"device {name!r} is not available on this machine; "
+            f"available: {', '.join(have)}"
+        )
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise DeviceError(
+            f"{name} does not exist: this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s)"
+        )
     return device
 
 
 def has_fused_adam(device: torch.device) -> bool:
-    """Whether torch has fused Adam/AdamW kernels for ``device``: CPU and CUDA, and MPS from torch 2.5."""
-    return device.type in ("cpu", "cuda") or (device.type == "mps" and torch.__version__ >= "2.5")
+    """Whether torch has fused Adam/AdamW kernels for ``device``: CPU and CUDA, and MPS
+    from torch 2.5.
+    """
+    return device.type in ("cpu", "cuda") or (
+        device.type == "mps" and torch.__version__ >= "2.5"
+    )

@@ -1,4 +1,6 @@
-"""Data-parallel training across the processes ``torchrun`` starts: one model replica per process, each a rank."""
+"""Data-parallel training across the processes ``torchrun`` starts: one model replica
+per process, each a rank.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +15,16 @@ from microgpt.device import DeviceError
 
 
 def world_size() -> int:
-    """How many processes train together: ``$WORLD_SIZE`` as torchrun sets it, 1 without torchrun."""
+    """How many processes train together: ``$WORLD_SIZE`` as torchrun sets it, 1 without
+    torchrun.
+    """
     return int(os.environ.get("WORLD_SIZE", 1))
 
 
 def rank() -> int:
-    """This process's number, 0 to ``world_size() - 1``: ``$RANK`` as torchrun sets it, 0 without torchrun."""
+    """This process's number, 0 to ``world_size() - 1``: ``$RANK`` as torchrun sets it,
+    0 without torchrun.
+    """
     return int(os.environ.get("RANK", 0))
 
 
@@ -28,18 +34,25 @@ def is_main() -> bool:
 
 
 def device_for_rank(device: torch.device) -> torch.device:
-    """Under torchrun each process takes its own GPU, ``cuda:$LOCAL_RANK``; CPU processes share the CPU."""
+    """Under torchrun each process takes its own GPU, ``cuda:$LOCAL_RANK``; CPU
+    processes share the CPU.
+    """
     if world_size() == 1:
         return device
     if device.type == "cuda":
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     if device.type != "cpu":
-        raise DeviceError(f"distributed training runs on CUDA (NCCL) or the CPU (gloo), not on {device.type}")
+        raise DeviceError(
+            "distributed training runs on CUDA (NCCL) or the CPU (gloo), "
+            f"not on {device.type}"
+        )
     return device
 
 
 def init(device: torch.device) -> None:
-    """Join the process group torchrun set up: NCCL between GPUs, gloo between CPU processes."""
+    """Join the process group torchrun set up: NCCL between GPUs, gloo between CPU
+    processes.
+    """
     if world_size() == 1:
         return
     if device.type == "cuda":
@@ -58,28 +71,38 @@ def cleanup() -> None:
 def share(batch: torch.Tensor) -> torch.Tensor:
     """This rank's contiguous rows of a global batch (all rows when alone)."""
     n = len(batch) // world_size()
-    return batch[rank() * n:(rank() + 1) * n]
+    return batch[rank() * n : (rank() + 1) * n]
 
 
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` wrapped in DistributedDataParallel, which averages gradients across ranks; alone, ``model`` itself.
+    """``model`` wrapped in DistributedDataParallel, which averages gradients across
+    ranks; alone, ``model`` itself.
 
-    The buffers are not sent before every forward: the only ones are the causal masks, equal on every rank
-    from the start. (torch 2.13 renamed DDP's ``broadcast_buffers`` to ``forward_sync_buffers``.)
+    The buffers are not sent before every forward: the only ones are the causal masks,
+    equal on every rank from the start. (torch 2.13 renamed DDP's ``broadcast_buffers``
+    to ``forward_sync_buffers``.)
     """
     if world_size() == 1:
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     ddp = torch.nn.parallel.DistributedDataParallel
     renamed = "forward_sync_buffers" in inspect.signature(ddp).parameters
-    return ddp(model, device_ids=device_ids, **{"forward_sync_buffers" if renamed else "broadcast_buffers": False})
+    return ddp(
+        model,
+        device_ids=device_ids,
+        **{"forward_sync_buffers" if renamed else "broadcast_buffers": False},
+    )
 
 
-def sync_gradients(model: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager:
-    """Where ``sync`` is False and ``model`` is DDP, its ``no_sync()``: backward keeps the gradients local.
+def sync_gradients(
+    model: torch.nn.Module, sync: bool
+) -> contextlib.AbstractContextManager:
+    """Where ``sync`` is False and ``model`` is DDP, its ``no_sync()``: backward keeps
+    the gradients local.
 
-    With gradient accumulation, only the last micro-batch's backward needs the all-reduce: the gradients
-    summed locally until then are averaged across ranks at once.
+    With gradient accumulation, only the last micro-batch's backward needs the
+    all-reduce: the gradients summed locally until then are averaged across ranks at
+    once.
     """
     if sync or not isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return contextlib.nullcontext()
@@ -87,7 +110,9 @@ def sync_gradients(model: torch.nn.Module, sync: bool) -> contextlib.AbstractCon
 
 
 def mean_tensor(values: torch.Tensor) -> torch.Tensor:
-    """The element-wise mean of ``values`` over all ranks, in one all-reduce (``values`` itself in one process)."""
+    """The element-wise mean of ``values`` over all ranks, in one all-reduce (``values``
+    itself in one process).
+    """
     if world_size() == 1:
         return values
     total = values.double()

@@ -1,13 +1,15 @@
-"""The book's running figure: the whole pipeline, from text to sampled text, with a chapter's part lit.
+"""The book's running figure: the whole pipeline, from text to sampled text, with a
+chapter's part lit.
 
-Every chapter opens with ``pipeline(...)``, so a reader always sees where its piece sits. matplotlib is
-imported when a figure is drawn, not with the module: the command line and Part I's pure-Python
-modules never need it.
+Every chapter opens with ``pipeline(...)``, so a reader always sees where its piece
+sits. matplotlib is imported when a figure is drawn, not with the module: the command
+line and Part I's pure-Python modules never need it.
 """
 
 from __future__ import annotations
 
-#: The stages as (key, label): the main row left to right, then the generation branch below ``lm_head``.
+# : The stages as (key, label): the main row left to right, then the generation branch
+# below ``lm_head``.
 STAGES = [
     ("data", "text"),
     ("tokenizer", "tokenizer\nchars → ids"),
@@ -21,18 +23,28 @@ STAGES = [
     ("sampling", "sample\nnext token"),
 ]
 ROW = [key for key, _ in STAGES if key != "sampling"]
-PARTS = ["I  scalars, pure Python", "II  PyTorch tensors", "III  tiny-shakespeare", "IV  speed and scale"]
+PARTS = [
+    "I  scalars, pure Python",
+    "II  PyTorch tensors",
+    "III  tiny-shakespeare",
+    "IV  speed and scale",
+]
 LIT, DIM, EDGE = "#f5a623", "#eef1f5", "#44546a"
 
 
 def pipeline(*stages: str, part: int | None = None):
-    """Draw the pipeline with ``stages`` highlighted (keys of :data:`STAGES`) and Part ``part`` (1-4) marked."""
+    """Draw the pipeline with ``stages`` highlighted (keys of :data:`STAGES`) and Part
+    ``part`` (1-4) marked.
+    """
     unknown = sorted(set(stages) - {key for key, _ in STAGES})
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; choose from {[key for key, _ in STAGES]}")
+        raise ValueError(
+            f"unknown stage(s) {unknown}; choose from {[key for key, _ in STAGES]}"
+        )
     if part is not None and part not in range(1, len(PARTS) + 1):
         raise ValueError(f"part must be 1 to {len(PARTS)}, got {part}")
-    import matplotlib.pyplot as plt  # here, not at the top: only a figure needs matplotlib
+    # here, not at the top: only a figure needs matplotlib
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.set(xlim=(-0.2, len(ROW) + 0.05), ylim=(-1.8, 1.9))
@@ -43,7 +55,9 @@ def pipeline(*stages: str, part: int | None = None):
     draw_flow(ax)
     width = len(ROW) / len(PARTS)
     for j, name in enumerate(PARTS, start=1):
-        box(ax, (j - 1) * width, -1.75, width - 0.1, 0.32, f"Part {name}", lit=j == part)
+        box(
+            ax, (j - 1) * width, -1.75, width - 0.1, 0.32, f"Part {name}", lit=j == part
+        )
     fig.tight_layout()
     plt.close(fig)  # shown once, as the cell's value, not again by the inline backend
     return fig
@@ -53,9 +67,26 @@ def box(ax, x: float, y: float, w: float, h: float, label: str, lit: bool) -> No
     """A rounded box with a centred label, orange and bold when ``lit``."""
     from matplotlib.patches import FancyBboxPatch
 
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                facecolor=LIT if lit else DIM, edgecolor=EDGE, lw=1.6 if lit else 0.8))
-    ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=8, fontweight="bold" if lit else "normal")
+    ax.add_patch(
+        FancyBboxPatch(
+            (x, y),
+            w,
+            h,
+            boxstyle="round,pad=0.02,rounding_size=0.08",
+            facecolor=LIT if lit else DIM,
+            edgecolor=EDGE,
+            lw=1.6 if lit else 0.8,
+        )
+    )
+    ax.text(
+        x + w / 2,
+        y + h / 2,
+        label,
+        ha="center",
+        va="center",
+        fontsize=8,
+        fontweight="bold" if lit else "normal",
+    )
 
 
 def draw_flow(ax) -> None:
@@ -75,22 +106,50 @@ def draw_flow(ax) -> None:
     embed, loop_y = ROW.index("embedding") + 0.39, -0.75
     ax.plot([ROW.index("lm_head"), embed], [loop_y, loop_y], color=EDGE, lw=1)
     ax.annotate("", (embed, -0.02), (embed, loop_y), arrowprops=arrow)
-    ax.text((embed + ROW.index("lm_head")) / 2, loop_y + 0.06,
-            "the sampled token is the next input",
-            ha="center", va="bottom", fontsize=7.5, color=EDGE)
+    ax.text(
+        (embed + ROW.index("lm_head")) / 2,
+        loop_y + 0.06,
+        "the sampled token is the next input",
+        ha="center",
+        va="bottom",
+        fontsize=7.5,
+        color=EDGE,
+    )
     bracket(ax, "embedding", "lm_head", 1.12, "GPT (the model)")
     bracket(ax, "attention", "mlp", 1.45, "× n_layer transformer blocks")
     bracket(ax, "loss", "optimizer", 1.12, "training step")
     # Training's loop: an arc from Adam back over to the model's bracket.
     start, end = ROW.index("optimizer") + 0.39, ROW.index("lm_head") + 0.55
-    ax.annotate("", (end, 1.45), (start, 1.45),
-                arrowprops={**arrow, "ls": "--", "connectionstyle": "arc3,rad=0.3"})
-    ax.text((start + end) / 2, 1.6, "new weights, into every\nbox of the GPT",
-            ha="center", va="center", fontsize=7.5, color=EDGE, linespacing=1.0)
+    ax.annotate(
+        "",
+        (end, 1.45),
+        (start, 1.45),
+        arrowprops={**arrow, "ls": "--", "connectionstyle": "arc3,rad=0.3"},
+    )
+    ax.text(
+        (start + end) / 2,
+        1.6,
+        "new weights, into every\nbox of the GPT",
+        ha="center",
+        va="center",
+        fontsize=7.5,
+        color=EDGE,
+        linespacing=1.0,
+    )
 
 
 def bracket(ax, first: str, last: str, y: float, label: str) -> None:
     """A labelled bracket over the boxes of stages ``first`` to ``last``."""
     left, right = ROW.index(first) - 0.05, ROW.index(last) + 0.83
-    ax.plot([left, left, right, right], [y - 0.08, y, y, y - 0.08], color="#8a94a6", lw=1)
-    ax.text((left + right) / 2, y + 0.05, label, ha="center", va="bottom", fontsize=8, color=EDGE)
+    ax.plot(
+        [left, left, right, right], [y - 0.08, y, y, y - 0.08], color="#8a94a6", lw=1
+    )
+    ax.text(
+        (left + right) / 2,
+        y + 0.05,
+        label,
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color=EDGE,
+    )

@@ -1,9 +1,11 @@
-"""The benchmark's two ladders: each rung one way to run the same training step, slowest first.
+"""The benchmark's two ladders: each rung one way to run the same training step, slowest
+first.
 
 ``names``: the 4,192-parameter model of Part I, from the scalar engine to batched torch.
-``shakespeare``: the 836K-parameter step of ``microgpt train shakespeare`` (32 blocks of 256
-characters, AdamW, clipping), from plain float32 eager to what the package runs by default and to
-``torch.compile``; and :func:`loop_ms`, the same step as the training loop itself runs it.
+``shakespeare``: the 836K-parameter step of ``microgpt train shakespeare`` (32 blocks of
+256 characters, AdamW, clipping), from plain float32 eager to what the package runs by
+default and to ``torch.compile``; and :func:`loop_ms`, the same step as the training
+loop itself runs it.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from microgpt.roofline import step_flops
 from microgpt.timing import Rung, compile_now, spread
 from microgpt.tokenizer import CharTokenizer
 
-# --- names: the 4,192-parameter model, from scalars to batches -------------------------------------
+# --- names: the 4,192-parameter model, from scalars to batches ------------------------
 
 
 def names_setup(seed: int = 42) -> tuple[list[str], CharTokenizer, GPTConfig, dict]:
-    """The names run's data and initial weights, as ``microgpt train names`` makes them."""
+    """The data and initial weights that ``microgpt train names`` starts from."""
     docs = load_names()
     rng = random.Random(seed)
     rng.shuffle(docs)
@@ -54,10 +56,20 @@ def scalar_rung(name: str, docs, tok, config, weights, fused: bool, steps: int) 
     return Rung(name, step, steps)
 
 
-def torch_rung(name: str, docs, tok, config, weights, device: torch.device, batch_size: int, steps: int,
-               compile: bool = False) -> Rung:
-    """The batched torch step that ``microgpt train names`` runs (``train.names_step`` or, compiled,
-    ``train.compiled_names_step``), float32."""
+def torch_rung(
+    name: str,
+    docs,
+    tok,
+    config,
+    weights,
+    device: torch.device,
+    batch_size: int,
+    steps: int,
+    compile: bool = False,
+) -> Rung:
+    """The batched torch step that ``microgpt train names`` runs (``train.names_step``
+    or, compiled, ``train.compiled_names_step``), float32.
+    """
     model = gpt_from_scalar(config, weights, sdpa=True).to(device)
     data = batching.encode_names(docs, tok, config.block_size).to(device)
     if compile:
@@ -75,37 +87,93 @@ def torch_rung(name: str, docs, tok, config, weights, device: torch.device, batc
 
 
 def names_rungs(device: torch.device, steps: int, compile: bool) -> list[Rung]:
-    """The names ladder, slowest first: scalar, scalar fused, torch batch 1 (eager, compiled), torch batch 32."""
+    """The names ladder, slowest first: scalar, scalar fused, torch batch 1 (eager,
+    compiled), torch batch 32.
+    """
     docs, tok, config, weights = names_setup()
     rungs = [
-        scalar_rung("scalar (atomic Values)", docs, tok, config, weights, fused=False, steps=max(1, steps // 20)),
-        scalar_rung("scalar, fused dot products", docs, tok, config, weights, fused=True, steps=max(1, steps // 10)),
-        torch_rung("torch eager, batch 1", docs, tok, config, weights, device, 1, steps),
+        scalar_rung(
+            "scalar (atomic Values)",
+            docs,
+            tok,
+            config,
+            weights,
+            fused=False,
+            steps=max(1, steps // 20),
+        ),
+        scalar_rung(
+            "scalar, fused dot products",
+            docs,
+            tok,
+            config,
+            weights,
+            fused=True,
+            steps=max(1, steps // 10),
+        ),
+        torch_rung(
+            "torch eager, batch 1", docs, tok, config, weights, device, 1, steps
+        ),
     ]
     if compile:
-        compiled = torch_rung("torch compiled, batch 1", docs, tok, config, weights, device, 1, steps, True)
+        compiled = torch_rung(
+            "torch compiled, batch 1",
+            docs,
+            tok,
+            config,
+            weights,
+            device,
+            1,
+            steps,
+            True,
+        )
         rungs.append(compile_now(compiled, device))
-    rungs.append(torch_rung("torch eager, batch 32", docs, tok, config, weights, device, 32, steps))
+    rungs.append(
+        torch_rung(
+            "torch eager, batch 32", docs, tok, config, weights, device, 32, steps
+        )
+    )
     return rungs
 
 
-# --- shakespeare: the 836K-parameter step, from plain float32 to the package's default ----------------
+# --- shakespeare: the 836K-parameter step, from plain float32 to the package's default
 
 
-SMALL = {"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2, "batch_size": 8}  # --small: a quick check
+# --small: a quick check
+SMALL = {"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2, "batch_size": 8}
 
 
-def shakespeare_setup(small: bool = False) -> tuple[batching.TextSplits, GPTConfig, int]:
-    """The text, model shape and batch size of ``microgpt train shakespeare`` (its defaults, or ``SMALL``)."""
+def shakespeare_setup(
+    small: bool = False,
+) -> tuple[batching.TextSplits, GPTConfig, int]:
+    """The text, model shape and batch size of ``microgpt train shakespeare`` (its
+    defaults, or ``SMALL``).
+    """
     splits = batching.split_text(load_shakespeare())
     s = SMALL if small else SHAKESPEARE
-    config = GPTConfig(splits.tokenizer.vocab_size, s["block_size"], s["n_layer"], s["n_embd"], s["n_head"])
+    config = GPTConfig(
+        splits.tokenizer.vocab_size,
+        s["block_size"],
+        s["n_layer"],
+        s["n_embd"],
+        s["n_head"],
+    )
     return splits, config, s["batch_size"]
 
 
-def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa: bool, dtype: str,
-              compile: bool = False, default: bool = False) -> Rung:
-    """``train.text_update`` on the Shakespeare shape, with the attention, precision and compilation given."""
+def text_rung(
+    name: str,
+    data: tuple,
+    device: torch.device,
+    steps: int,
+    *,
+    sdpa: bool,
+    dtype: str,
+    compile: bool = False,
+    default: bool = False,
+) -> Rung:
+    """``train.text_update`` on the Shakespeare shape, with the attention, precision and
+    compilation given.
+    """
     config, batches = data
     run = train.RunConfig(steps=1, batch_size=len(batches[0][0]))
     torch.manual_seed(run.seed)
@@ -113,47 +181,109 @@ def text_rung(name: str, data: tuple, device: torch.device, steps: int, *, sdpa:
     model = GPT(config, sdpa=sdpa).to(device).use_kernel(kernel)
     optimizer = train.make_text_optimizer(model, run, device)
     flops = step_flops(model, run.batch_size)
-    forward, scaler = torch.compile(model) if compile else model, grad_scaler(device, dtype)
+    forward, scaler = (
+        torch.compile(model) if compile else model,
+        grad_scaler(device, dtype),
+    )
 
     def step(i: int) -> int:
         x, y = batches[i % len(batches)]
-        train.text_update(forward, optimizer, x, y, lr=run.lr, grad_clip=run.grad_clip, scaler=scaler,
-                          device=device, dtype=dtype)
+        train.text_update(
+            forward,
+            optimizer,
+            x,
+            y,
+            lr=run.lr,
+            grad_clip=run.grad_clip,
+            scaler=scaler,
+            device=device,
+            dtype=dtype,
+        )
         return x.numel()
 
-    return Rung(name, step, steps, flops, dtype, default, shape=(config, run.batch_size),
-                scores_in_memory=not sdpa or kernel is not None)
+    return Rung(
+        name,
+        step,
+        steps,
+        flops,
+        dtype,
+        default,
+        shape=(config, run.batch_size),
+        scores_in_memory=not sdpa or kernel is not None,
+    )
 
 
-REFERENCE = "+ SDPA attention"  # float32 eager with the fused kernel: the reference step
+# float32 eager with the fused kernel: the reference step
+REFERENCE = "+ SDPA attention"
 
 
-def shakespeare_rungs(device: torch.device, steps: int, compile: bool, small: bool = False) -> list[Rung]:
-    """The Shakespeare ladder, each rung adding one change: SDPA, bf16 autocast, torch.compile.
+def shakespeare_rungs(
+    device: torch.device, steps: int, compile: bool, small: bool = False
+) -> list[Rung]:
+    """The Shakespeare ladder, each rung adding one change: SDPA, bf16 autocast,
+    torch.compile.
 
-    The second rung, float32 with PyTorch's fused attention, is the reference: the step as nanoGPT runs it.
+    The second rung, float32 with PyTorch's fused attention, is the reference: the step
+    as nanoGPT runs it.
     """
     splits, config, batch_size = shakespeare_setup(small)
     seed = SHAKESPEARE["seed"]
-    batches = [tuple(t.to(device) for t in batching.get_batch(splits.train, i, seed, config.block_size, batch_size))
-               for i in range(4)]
+    batches = [
+        tuple(
+            t.to(device)
+            for t in batching.get_batch(
+                splits.train, i, seed, config.block_size, batch_size
+            )
+        )
+        for i in range(4)
+    ]
     data, dtype = (config, batches), resolve_dtype(SHAKESPEARE["dtype"], device)
-    rungs = [text_rung("fp32 eager (explicit mask)", data, device, steps, sdpa=False, dtype="float32"),
-             text_rung(REFERENCE, data, device, steps, sdpa=True, dtype="float32", default=dtype == "float32")]
-    if dtype != "float32":  # only where resolve_dtype would train in it: natively supported
-        name = "+ bf16 autocast" if dtype == "bfloat16" else "+ fp16 autocast, GradScaler"
-        rungs.append(text_rung(name, data, device, steps, sdpa=True, dtype=dtype, default=True))
+    rungs = [
+        text_rung(
+            "fp32 eager (explicit mask)",
+            data,
+            device,
+            steps,
+            sdpa=False,
+            dtype="float32",
+        ),
+        text_rung(
+            REFERENCE,
+            data,
+            device,
+            steps,
+            sdpa=True,
+            dtype="float32",
+            default=dtype == "float32",
+        ),
+    ]
+    # only where resolve_dtype would train in it: natively supported
+    if dtype != "float32":
+        name = (
+            "+ bf16 autocast" if dtype == "bfloat16" else "+ fp16 autocast, GradScaler"
+        )
+        rungs.append(
+            text_rung(name, data, device, steps, sdpa=True, dtype=dtype, default=True)
+        )
     if compile:
-        compiled = text_rung("+ torch.compile", data, device, steps, sdpa=True, dtype=dtype, compile=True)
+        compiled = text_rung(
+            "+ torch.compile", data, device, steps, sdpa=True, dtype=dtype, compile=True
+        )
         rungs.append(compile_now(compiled, device))
     return rungs
 
 
 def loop_ms(device: torch.device, steps: int, small: bool = False) -> dict:
-    """The spread of ``metrics.jsonl``'s ``ms`` over ``steps`` steps of ``train.train_text`` on the default step
-    (after 3 unrecorded ones): the step as the training loop runs it, batches, schedule and logging included."""
+    """The spread of ``metrics.jsonl``'s ``ms`` over ``steps`` steps of
+    ``train.train_text`` on the default step (after 3 unrecorded ones): the step as the
+    training loop runs it, batches, schedule and logging included.
+    """
     splits, config, batch_size = shakespeare_setup(small)
-    run = train.RunConfig(steps=steps + 3, batch_size=batch_size, dtype=resolve_dtype(SHAKESPEARE["dtype"], device))
+    run = train.RunConfig(
+        steps=steps + 3,
+        batch_size=batch_size,
+        dtype=resolve_dtype(SHAKESPEARE["dtype"], device),
+    )
     with tempfile.TemporaryDirectory() as out:
         train.train_text(splits, config, run, out, device=device, progress=False)
         return spread([r["ms"] for r in read_metrics(Path(out) / "metrics.jsonl")[3:]])

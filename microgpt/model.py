@@ -1,9 +1,11 @@
-"""The GPT of microgpt as a batched PyTorch module: the scalar engine's maths, on tensors.
+"""The GPT of microgpt as a batched PyTorch module: the scalar engine's maths, on
+tensors.
 
-Same architecture as :mod:`microgpt.scalar`, line for line: token and position embeddings, RMSNorm
-without weights (after the embedding and before each sub-block), multi-head causal attention, a ReLU
-MLP four times as wide, residual connections, no biases, a separate ``lm_head`` and no final norm.
-The model knows nothing of training: ``model(idx)`` maps token ids ``(B, T)`` to logits ``(B, T, vocab)``.
+Same architecture as :mod:`microgpt.scalar`, line for line: token and position
+embeddings, RMSNorm without weights (after the embedding and before each sub-block),
+multi-head causal attention, a ReLU MLP four times as wide, residual connections, no
+biases, a separate ``lm_head`` and no final norm. The model knows nothing of training:
+``model(idx)`` maps token ids ``(B, T)`` to logits ``(B, T, vocab)``.
 """
 
 from __future__ import annotations
@@ -18,27 +20,47 @@ from torch import Tensor, nn
 
 from microgpt.config import GPTConfig
 
-__all__ = ["GPT", "GPTConfig", "Block", "MLP", "CausalSelfAttention", "KVCache", "rmsnorm", "causal_mask",
-           "fused_attention", "init_std"]
+__all__ = [
+    "GPT",
+    "GPTConfig",
+    "Block",
+    "MLP",
+    "CausalSelfAttention",
+    "KVCache",
+    "rmsnorm",
+    "causal_mask",
+    "fused_attention",
+    "init_std",
+]
 
 
 def rmsnorm(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """Scale each vector (last dimension) to unit root-mean-square, x / sqrt(mean(x**2) + eps); no learned weights."""
+    """Scale each vector (last dimension) to unit root-mean-square, x / sqrt(mean(x**2)
+    + eps); no learned weights.
+    """
     return F.rms_norm(x, x.shape[-1:], eps=eps)
 
 
 def causal_mask(size: int) -> Tensor:
-    """A ``size x size`` additive mask: 0 where a position may look (itself and before), -inf after."""
+    """A ``size x size`` additive mask: 0 where a position may look (itself and before),
+    -inf after.
+    """
     return torch.full((size, size), float("-inf")).triu(1)
 
 
-def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0) -> Tensor:
-    """PyTorch's fused attention kernel: causal when ``mask`` is None, else with the additive ``mask``.
+def fused_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0
+) -> Tensor:
+    """PyTorch's fused attention kernel: causal when ``mask`` is None, else with the
+    additive ``mask``.
 
-    ``dropout`` zeroes that fraction of the attention weights (training only; the caller passes 0 in eval).
+    ``dropout`` zeroes that fraction of the attention weights (training only; the caller
+    passes 0 in eval).
     """
     if mask is None:  # no cached prefix: the kernel applies the same causal mask itself
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        return F.scaled_dot_product_attention(
+            q, k, v, dropout_p=dropout, is_causal=True
+        )
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
@@ -47,10 +69,12 @@ Kernel = Callable[[Tensor, Tensor, Tensor, "Tensor | None", float], Tensor]
 
 @dataclass
 class KVCache:
-    """Keys and values of the positions already seen, per layer, so each new token costs one position.
+    """Keys and values of the positions already seen, per layer, so each new token costs
+    one position.
 
-    Make one with ``model.new_cache()`` and pass it to ``model(idx, cache)`` repeatedly: every call
-    appends its positions. It holds at most ``block_size`` positions (positions are absolute).
+    Make one with ``model.new_cache()`` and pass it to ``model(idx, cache)`` repeatedly:
+    every call appends its positions. It holds at most ``block_size`` positions
+    (positions are absolute).
     """
 
     keys: list[Tensor | None]
@@ -59,27 +83,41 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head attention where each position sees only itself and the positions before it."""
+    """Multi-head attention where each position sees only itself and the positions
+    before it.
+    """
 
     def __init__(self, config: GPTConfig, sdpa: bool = False, dropout: float = 0.0):
         super().__init__()
         d = config.n_embd
-        self.n_head, self.head_dim, self.sdpa, self.dropout = config.n_head, config.head_dim, sdpa, dropout
+        self.n_head, self.head_dim, self.sdpa, self.dropout = (
+            config.n_head,
+            config.head_dim,
+            sdpa,
+            dropout,
+        )
         self.wq = nn.Linear(d, d, bias=False)
         self.wk = nn.Linear(d, d, bias=False)
         self.wv = nn.Linear(d, d, bias=False)
         self.wo = nn.Linear(d, d, bias=False)
         self.register_buffer("mask", causal_mask(config.block_size), persistent=False)
-        self.kernel: Kernel = fused_attention  # what ``sdpa`` runs; GPT.use_kernel swaps it
+        # what ``sdpa`` runs; GPT.use_kernel swaps it
+        self.kernel: Kernel = fused_attention
         self.attn_drop, self.resid_drop = nn.Dropout(dropout), nn.Dropout(dropout)
 
     def heads(self, x: Tensor) -> Tensor:
-        """(B, T, C) -> (B, n_head, T, head_dim): each head gets its own slice of the channels."""
+        """(B, T, C) -> (B, n_head, T, head_dim): each head gets its own slice of the
+        channels.
+        """
         B, T, _ = x.shape
         return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
-        """Attend over the positions of ``x`` and, with a cache, over the cached ones before them."""
+    def forward(
+        self, x: Tensor, cache: KVCache | None = None, layer: int = 0
+    ) -> Tensor:
+        """Attend over the positions of ``x`` and, with a cache, over the cached ones
+        before them.
+        """
         B, T, C = x.shape
         q, k, v = self.heads(self.wq(x)), self.heads(self.wk(x)), self.heads(self.wv(x))
         start = 0
@@ -90,10 +128,20 @@ class CausalSelfAttention(nn.Module):
                 v = torch.cat([cache.values[layer], v], dim=2)
             cache.keys[layer], cache.values[layer] = k, v
         if self.sdpa:
-            p = self.dropout if self.training else 0.0  # the kernel drops attention weights itself
-            y = self.kernel(q, k, v, None if start == 0 else self.mask[start : start + T, : start + T], p)
+            # the kernel drops attention weights itself
+            p = self.dropout if self.training else 0.0
+            y = self.kernel(
+                q,
+                k,
+                v,
+                None if start == 0 else self.mask[start : start + T, : start + T],
+                p,
+            )
         else:
-            att = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim) + self.mask[start : start + T, : start + T]
+            att = (
+                q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+                + self.mask[start : start + T, : start + T]
+            )
             y = self.attn_drop(att.softmax(dim=-1)) @ v
         return self.resid_drop(self.wo(y.transpose(1, 2).reshape(B, T, C)))
 
@@ -112,37 +160,51 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """One transformer block: normalised attention and normalised MLP, each added back to the residual."""
+    """One transformer block: normalised attention and normalised MLP, each added back
+    to the residual.
+    """
 
     def __init__(self, config: GPTConfig, sdpa: bool = False, dropout: float = 0.0):
         super().__init__()
         self.attn = CausalSelfAttention(config, sdpa, dropout)
         self.mlp = MLP(config, dropout)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+    def forward(
+        self, x: Tensor, cache: KVCache | None = None, layer: int = 0
+    ) -> Tensor:
         x = x + self.attn(rmsnorm(x), cache, layer)
         return x + self.mlp(rmsnorm(x))
 
 
 def init_std(n_embd: int) -> float:
-    """The weights' standard deviation at width ``n_embd``: the original's 0.08 at width 16, times sqrt(16 / n_embd).
+    """The weights' standard deviation at width ``n_embd``: the original's 0.08 at width
+    16, times sqrt(16 / n_embd).
 
-    Each output of a linear layer sums ``n_embd`` products, so its spread grows as sqrt(n_embd) times the
-    weights'; scaling the weights down by the same factor keeps the first logits, and the first loss, near
-    a uniform guess (ln vocab_size) at every width.
+    Each output of a linear layer sums ``n_embd`` products, so its spread grows as
+    sqrt(n_embd) times the weights'; scaling the weights down by the same factor keeps
+    the first logits, and the first loss, near a uniform guess (ln vocab_size) at every
+    width.
     """
     return 0.32 / math.sqrt(n_embd)
 
 
 class GPT(nn.Module):
-    """microgpt's GPT; ``sdpa=True`` uses PyTorch's fused attention kernel (same maths, tested equal).
+    """microgpt's GPT; ``sdpa=True`` uses PyTorch's fused attention kernel (same maths,
+    tested equal).
 
-    Every weight starts ~ N(0, ``std``), by default :func:`init_std` of the width. ``dropout`` zeroes that
-    fraction of the embeddings, attention weights and residual branches while training (0: none, and the
-    outputs are exactly those of a model without dropout).
+    Every weight starts ~ N(0, ``std``), by default :func:`init_std` of the width.
+    ``dropout`` zeroes that fraction of the embeddings, attention weights and residual
+    branches while training (0: none, and the outputs are exactly those of a model
+    without dropout).
     """
 
-    def __init__(self, config: GPTConfig, sdpa: bool = False, std: float | None = None, dropout: float = 0.0):
+    def __init__(
+        self,
+        config: GPTConfig,
+        sdpa: bool = False,
+        std: float | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
@@ -153,22 +215,33 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(dropout)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.layers = nn.ModuleList(Block(config, sdpa, dropout) for _ in range(config.n_layer))
+        self.layers = nn.ModuleList(
+            Block(config, sdpa, dropout) for _ in range(config.n_layer)
+        )
         for p in self.parameters():
-            nn.init.normal_(p, mean=0.0, std=init_std(config.n_embd) if std is None else std)
+            nn.init.normal_(
+                p, mean=0.0, std=init_std(config.n_embd) if std is None else std
+            )
 
     def forward(self, idx: Tensor, cache: KVCache | None = None) -> Tensor:
-        """Logits ``(B, T, vocab)`` for token ids ``idx`` ``(B, T)``, continuing ``cache`` if given."""
+        """Logits ``(B, T, vocab)`` for token ids ``idx`` ``(B, T)``, continuing
+        ``cache`` if given.
+        """
         if idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"idx must be a (B, T) LongTensor of token ids, got {idx.dtype} {tuple(idx.shape)}")
+            raise ValueError(
+                "idx must be a (B, T) LongTensor of token ids, "
+                f"got {idx.dtype} {tuple(idx.shape)}"
+            )
         start = cache.length if cache is not None else 0
         T = idx.shape[1]
         if start + T > self.config.block_size:
             raise ValueError(
-                f"cannot run {start + T} positions: block_size is {self.config.block_size} "
+                f"cannot run {start + T} positions: "
+                f"block_size is {self.config.block_size} "
                 "(crop the context to its last block_size tokens)"
             )
-        x = self.drop(rmsnorm(self.wte(idx) + self.wpe.weight[start : start + T]))  # position t: row t of wpe
+        # position t: row t of wpe
+        x = self.drop(rmsnorm(self.wte(idx) + self.wpe.weight[start : start + T]))
         for i, block in enumerate(self.layers):
             x = block(x, cache, i)
         if cache is not None:
@@ -176,7 +249,9 @@ class GPT(nn.Module):
         return self.lm_head(x)
 
     def use_kernel(self, kernel: Kernel | None) -> GPT:
-        """Run the fused attention (``sdpa=True``) with ``kernel(q, k, v, mask, dropout)``; None: PyTorch's SDPA."""
+        """Run the fused attention (``sdpa=True``) with ``kernel(q, k, v, mask,
+        dropout)``; None: PyTorch's SDPA.
+        """
         for block in self.layers:
             block.attn.kernel = kernel or fused_attention
         return self

@@ -1,8 +1,10 @@
-"""Precision: which dtype each device trains in, chosen by what its hardware computes natively.
+"""Precision: which dtype each device trains in, chosen by what its hardware computes
+natively.
 
-``--dtype auto`` picks bfloat16 on CUDA GPUs of compute capability 8.0 or more (A100, L4, H100, RTX 30xx+),
-float16 with gradient scaling on older ones with tensor cores (T4, V100), bfloat16 on CPUs with bf16
-instructions (``avx512_bf16`` or ``amx_bf16``), and float32 everywhere else, Apple's MPS included.
+``--dtype auto`` picks bfloat16 on CUDA GPUs of compute capability 8.0 or more (A100,
+L4, H100, RTX 30xx+), float16 with gradient scaling on older ones with tensor cores (T4,
+V100), bfloat16 on CPUs with bf16 instructions (``avx512_bf16`` or ``amx_bf16``), and
+float32 everywhere else, Apple's MPS included.
 """
 
 from __future__ import annotations
@@ -22,15 +24,25 @@ CPUINFO = Path("/proc/cpuinfo")
 
 
 class PrecisionError(ValueError):
-    """A dtype the device cannot compute at all (or that microgpt does not run there)."""
+    """A dtype the device cannot compute at all, or that microgpt does not run there."""
 
 
-# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) under which it runs no 16-bit instructions.
-ISAS_WITHOUT_16_BIT = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) under which it runs no 16-bit
+# instructions.
+ISAS_WITHOUT_16_BIT = {
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+}
 
 
 def hardware_flags() -> set[str]:
-    """The CPU's instruction-set flags: torch's own report where it has one, else the OS's, else none."""
+    """The CPU's instruction-set flags: torch's own report where it has one, else the
+    OS's, else none.
+    """
     report = getattr(torch.cpu, "get_capabilities", None)
     if report is not None:
         return {name for name, value in report().items() if value is True}
@@ -38,7 +50,12 @@ def hardware_flags() -> set[str]:
         lines = CPUINFO.read_text().splitlines()
     except OSError:
         return set()
-    return {flag for line in lines if line.startswith(("flags", "Features")) for flag in line.split(":", 1)[1].split()}
+    return {
+        flag
+        for line in lines
+        if line.startswith(("flags", "Features"))
+        for flag in line.split(":", 1)[1].split()
+    }
 
 
 def cpu_flags() -> set[str]:
@@ -51,17 +68,26 @@ def cpu_flags() -> set[str]:
 
 
 def capability(device: torch.device) -> tuple[int, int]:
-    """A CUDA device's compute capability, such as (7, 5) for a T4 or (8, 0) for an A100."""
+    """A CUDA device's compute capability, such as (7, 5) for a T4 or (8, 0) for an
+    A100.
+    """
     return torch.cuda.get_device_capability(device)
 
 
 def cuda_auto(major: int, minor: int) -> tuple[str, str]:
-    """What ``--dtype auto`` picks on a CUDA GPU of compute capability ``major.minor``, and why."""
+    """What ``--dtype auto`` picks on a CUDA GPU of compute capability ``major.minor``,
+    and why.
+    """
     if major >= 8:
-        return "bfloat16", f"compute capability {major}.{minor} >= 8.0 computes bfloat16 natively"
+        return (
+            "bfloat16",
+            f"compute capability {major}.{minor} >= 8.0 computes bfloat16 natively",
+        )
     if major >= 7:
-        return "float16", (f"compute capability {major}.{minor} < 8.0 only emulates bfloat16; "
-                           "float16 tensor cores, with gradient scaling")
+        return "float16", (
+            f"compute capability {major}.{minor} < 8.0 only emulates bfloat16; "
+            "float16 tensor cores, with gradient scaling"
+        )
     return "float32", f"compute capability {major}.{minor} has no tensor cores"
 
 
@@ -73,55 +99,79 @@ def auto_dtype(device: torch.device) -> tuple[str, str]:
         found = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
         if found:
             return "bfloat16", f"the CPU has {' and '.join(found)}"
-        return "float32", "the CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)"
+        return (
+            "float32",
+            "the CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)",
+        )
     return "float32", f"microgpt trains in float32 on {device.type}"
 
 
 def emulated(dtype: str, device: torch.device) -> str | None:
-    """Why ``dtype`` runs on ``device`` only emulated (slowly), or None where the hardware computes it."""
+    """Why ``dtype`` runs on ``device`` only emulated (slowly), or None where the
+    hardware computes it.
+    """
     if device.type == "cuda" and dtype in ("bfloat16", "float16"):
         major, minor = capability(device)
         if major < (8 if dtype == "bfloat16" else 7):
             return f"compute capability {major}.{minor} has no native {dtype}"
     if device.type == "cpu" and dtype in ("bfloat16", "float16"):
-        if not cpu_flags() & set(BF16_CPU_FLAGS if dtype == "bfloat16" else FP16_CPU_FLAGS):
+        if not cpu_flags() & set(
+            BF16_CPU_FLAGS if dtype == "bfloat16" else FP16_CPU_FLAGS
+        ):
             return f"the CPU has no {dtype} instructions"
     return None
 
 
 def resolve_dtype(name: str, device: torch.device) -> str:
-    """``auto`` becomes :func:`auto_dtype`'s pick; a dtype the device cannot run is a :class:`PrecisionError`."""
+    """``auto`` becomes :func:`auto_dtype`'s pick; a dtype the device cannot run is a
+    :class:`PrecisionError`.
+    """
     if name == "auto":
         return auto_dtype(device)[0]
     if device.type == "mps" and name != "float32":
-        why = "MPS has no float64" if name == "float64" else "microgpt trains in float32 on MPS"
+        why = (
+            "MPS has no float64"
+            if name == "float64"
+            else "microgpt trains in float32 on MPS"
+        )
         raise PrecisionError(f"--dtype {name}: {why}; use --dtype float32")
     return name
 
 
 def warning(name: str, device: torch.device) -> str | None:
-    """A one-line warning when ``name`` (already resolved) runs on ``device`` only emulated, else None."""
+    """A one-line warning when ``name`` (already resolved) runs on ``device`` only
+    emulated, else None.
+    """
     why = emulated(name, device)
     if why is None:
         return None
     pick, reason = auto_dtype(device)
-    return f"--dtype {name} runs emulated on {device} ({why}), slower; --dtype auto would pick {pick}: {reason}"
+    return (
+        f"--dtype {name} runs emulated on {device} ({why}), slower; "
+        f"--dtype auto would pick {pick}: {reason}"
+    )
 
 
 def autocast(device: torch.device, dtype: str):
-    """Mixed-precision autocast in bfloat16 or float16 (weights stay float32), or nothing for float32."""
+    """Mixed-precision autocast in bfloat16 or float16 (weights stay float32), or
+    nothing for float32.
+    """
     if dtype in ("bfloat16", "float16"):
         return torch.autocast(device.type, dtype=getattr(torch, dtype))
     return contextlib.nullcontext()
 
 
 def grad_scaler(device: torch.device, dtype: str) -> torch.amp.GradScaler:
-    """A gradient scaler, enabled for float16 only (whose small gradients would underflow unscaled)."""
+    """A gradient scaler, enabled for float16 only (whose small gradients would
+    underflow unscaled).
+    """
     return torch.amp.GradScaler(device.type, enabled=dtype == "float16")
 
 
 def use_tf32(device: torch.device, dtype: str) -> bool:
-    """Whether float32 matmuls should run as TF32: float32 chosen on an Ampere or newer GPU."""
+    """Whether float32 matmuls should run as TF32: float32 chosen on an Ampere or newer
+    GPU.
+    """
     return dtype == "float32" and device.type == "cuda" and capability(device)[0] >= 8
 
 
@@ -130,22 +180,36 @@ def set_matmul_precision(device: torch.device, dtype: str) -> None:
     torch.set_float32_matmul_precision("high" if use_tf32(device, dtype) else "highest")
 
 
-def bf16_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0) -> Tensor:
-    """Attention with the scores, softmax and weighted sum all in bfloat16, the mask added explicitly.
+def bf16_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0
+) -> Tensor:
+    """Attention with the scores, softmax and weighted sum all in bfloat16, the mask
+    added explicitly.
 
-    The same maths as the model's fused attention (causal when ``mask`` is None), for CPUs training in
-    bfloat16: there PyTorch's flash kernel is slower in bfloat16 than in float32, and both are slower
-    than these three bfloat16 operations (``python -m microgpt.bench shakespeare`` times the step).
+    The same maths as the model's fused attention (causal when ``mask`` is None), for
+    CPUs training in bfloat16: there PyTorch's flash kernel is slower in bfloat16 than
+    in float32, and both are slower than these three bfloat16 operations (``python -m
+    microgpt.bench shakespeare`` times the step).
     """
     with torch.autocast(q.device.type, enabled=False):
         (B, H, T, D), S = q.shape, k.shape[2]
         q, k, v = (t.bfloat16().reshape(B * H, -1, D) for t in (q, k, v))
-        bias = q.new_full((T, S), float("-inf")).triu(1) if mask is None else mask.to(torch.bfloat16)
-        scores = torch.baddbmm(bias.expand(B * H, T, S), q, k.transpose(1, 2), alpha=D**-0.5)
-        weights = F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
+        bias = (
+            q.new_full((T, S), float("-inf")).triu(1)
+            if mask is None
+            else mask.to(torch.bfloat16)
+        )
+        scores = torch.baddbmm(
+            bias.expand(B * H, T, S), q, k.transpose(1, 2), alpha=D**-0.5
+        )
+        weights = (
+            F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
+        )
         return (weights @ v).view(B, H, T, D)
 
 
 def attention_kernel(device: torch.device, dtype: str) -> Callable | None:
-    """The fused-attention kernel to train with in ``dtype`` on ``device``; None keeps PyTorch's SDPA."""
+    """The fused-attention kernel to train with in ``dtype`` on ``device``; None keeps
+    PyTorch's SDPA.
+    """
     return bf16_attention if device.type == "cpu" and dtype == "bfloat16" else None

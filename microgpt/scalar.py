@@ -1,4 +1,6 @@
-"""Karpathy's microgpt on scalar ``Value`` nodes: the reference every faster version is checked against."""
+"""Karpathy's microgpt on scalar ``Value`` nodes: the reference every faster version is
+checked against.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ KVCache = tuple[list[list[list[Value]]], list[list[list[Value]]]]
 
 
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
-    """Every weight matrix as (nout, nin), in the order the original initialises them."""
+    """Every weight matrix as (nout, nin), in the original's order of initialisation."""
     d, v = config.n_embd, config.vocab_size
     shapes = {"wte": (v, d), "wpe": (config.block_size, d), "lm_head": (v, d)}
     for i in range(config.n_layer):
@@ -26,8 +28,12 @@ def param_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def init_weights(config: GPTConfig, rng: random.Random, std: float = 0.08) -> dict[str, Matrix]:
-    """Random weights from ``rng.gauss(0, std)``, drawn row by row in the original's order."""
+def init_weights(
+    config: GPTConfig, rng: random.Random, std: float = 0.08
+) -> dict[str, Matrix]:
+    """Random weights from ``rng.gauss(0, std)``, drawn row by row in the original's
+    order.
+    """
     return {
         name: [[rng.gauss(0, std) for _ in range(nin)] for _ in range(nout)]
         for name, (nout, nin) in param_shapes(config).items()
@@ -43,28 +49,44 @@ def softmax(logits: Sequence[Value]) -> list[Value]:
 
 
 class ScalarGPT:
-    """The GPT as lists of ``Value``s; ``fused=True`` makes each dot product one node (same forward)."""
+    """The GPT as lists of ``Value``s; ``fused=True`` makes each dot product one node
+    (same forward).
+    """
 
-    def __init__(self, config: GPTConfig, weights: dict[str, Matrix], fused: bool = False):
+    def __init__(
+        self, config: GPTConfig, weights: dict[str, Matrix], fused: bool = False
+    ):
         shapes = param_shapes(config)
         if list(weights) != list(shapes):
             raise ValueError(f"weights must have the keys {list(shapes)} in that order")
         for name, (nout, nin) in shapes.items():
-            if len(weights[name]) != nout or any(len(row) != nin for row in weights[name]):
+            if len(weights[name]) != nout or any(
+                len(row) != nin for row in weights[name]
+            ):
                 raise ValueError(f"weights[{name!r}] must be {nout} x {nin}")
         self.config = config
         self.fused = fused
-        self.state = {name: [[Value(x) for x in row] for row in mat] for name, mat in weights.items()}
+        self.state = {
+            name: [[Value(x) for x in row] for row in mat]
+            for name, mat in weights.items()
+        }
         self.params = [p for mat in self.state.values() for row in mat for p in row]
 
     @classmethod
-    def init(cls, config: GPTConfig, rng: random.Random, fused: bool = False) -> ScalarGPT:
+    def init(
+        cls, config: GPTConfig, rng: random.Random, fused: bool = False
+    ) -> ScalarGPT:
         """A fresh model with the original's random initialisation."""
         return cls(config, init_weights(config, rng), fused)
 
     def weights(self) -> dict[str, Matrix]:
-        """The current weights as a plain dict of nested lists (nout x nin): what crosses to torch."""
-        return {name: [[p.data for p in row] for row in mat] for name, mat in self.state.items()}
+        """The current weights as a plain dict of nested lists (nout x nin): what
+        crosses to torch.
+        """
+        return {
+            name: [[p.data for p in row] for row in mat]
+            for name, mat in self.state.items()
+        }
 
     def new_cache(self) -> KVCache:
         """Empty per-layer key and value lists for one sequence."""
@@ -72,7 +94,7 @@ class ScalarGPT:
         return [[] for _ in range(n)], [[] for _ in range(n)]
 
     def dot(self, xs: Sequence[Value], ys: Sequence[Value]) -> Value:
-        """``sum(x * y)``, as one fused node or as the original's chain of atomic ops."""
+        """``sum(x * y)``: one fused node, or the original's chain of atomic ops."""
         if self.fused:
             return dot(xs, ys)
         return sum(x * y for x, y in zip(xs, ys))
@@ -87,7 +109,9 @@ class ScalarGPT:
         scale = (ms + 1e-5) ** -0.5
         return [xi * scale for xi in x]
 
-    def attention(self, q: list[Value], keys: list[list[Value]], values: list[list[Value]]) -> list[Value]:
+    def attention(
+        self, q: list[Value], keys: list[list[Value]], values: list[list[Value]]
+    ) -> list[Value]:
         """Multi-head attention of one query over every key and value seen so far."""
         hd = self.config.head_dim
         out: list[Value] = []
@@ -95,11 +119,15 @@ class ScalarGPT:
             q_h = q[hs : hs + hd]
             logits = [self.dot(q_h, k[hs : hs + hd]) / hd**0.5 for k in keys]
             weights = softmax(logits)
-            out.extend(self.dot(weights, [v[j] for v in values]) for j in range(hs, hs + hd))
+            out.extend(
+                self.dot(weights, [v[j] for v in values]) for j in range(hs, hs + hd)
+            )
         return out
 
     def __call__(self, token_id: int, pos_id: int, cache: KVCache) -> list[Value]:
-        """Logits for the next token, given this token, its position and the cache of earlier ones."""
+        """Logits for the next token, given this token, its position and the cache of
+        earlier ones.
+        """
         s, keys, values = self.state, *cache
         x = [t + p for t, p in zip(s["wte"][token_id], s["wpe"][pos_id])]
         x = self.rmsnorm(x)
@@ -109,7 +137,9 @@ class ScalarGPT:
             q = self.linear(x, s[f"layer{i}.attn_wq"])
             keys[i].append(self.linear(x, s[f"layer{i}.attn_wk"]))
             values[i].append(self.linear(x, s[f"layer{i}.attn_wv"]))
-            x = self.linear(self.attention(q, keys[i], values[i]), s[f"layer{i}.attn_wo"])
+            x = self.linear(
+                self.attention(q, keys[i], values[i]), s[f"layer{i}.attn_wo"]
+            )
             x = [a + b for a, b in zip(x, residual)]
             residual = x
             x = self.rmsnorm(x)
@@ -133,9 +163,16 @@ def doc_loss(model: ScalarGPT, tokens: Sequence[int]) -> Value:
 
 
 class Adam:
-    """Adam with the original's settings; ``step(lr)`` updates the parameters and zeroes their grads."""
+    """Adam with the original's settings; ``step(lr)`` updates the parameters and zeroes
+    their grads.
+    """
 
-    def __init__(self, params: Sequence[Value], betas: tuple[float, float] = (0.85, 0.99), eps: float = 1e-8):
+    def __init__(
+        self,
+        params: Sequence[Value],
+        betas: tuple[float, float] = (0.85, 0.99),
+        eps: float = 1e-8,
+    ):
         self.params = list(params)
         self.beta1, self.beta2 = betas
         self.eps = eps
@@ -158,8 +195,10 @@ class Adam:
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause Python's cycle collector. Our graphs hold no cycles, so reference counting frees them;
-    the collector's scans of their tens of thousands of nodes would cost more than the arithmetic."""
+    """Pause Python's cycle collector. Our graphs hold no cycles, so reference counting
+    frees them; the collector's scans of their tens of thousands of nodes would cost
+    more than the arithmetic.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -176,7 +215,9 @@ def train(
     lr: float = 0.01,
     on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """The original's loop: one document per step, Adam, learning rate decaying linearly to zero."""
+    """The original's loop: one document per step, Adam, learning rate decaying linearly
+    to zero.
+    """
     optimizer = Adam(model.params)
     losses = []
     with gc_paused():
@@ -190,8 +231,12 @@ def train(
     return losses
 
 
-def generate(model: ScalarGPT, rng: random.Random, temperature: float = 0.5) -> list[int]:
-    """Sample one document token by token from BOS until BOS comes back or the block is full."""
+def generate(
+    model: ScalarGPT, rng: random.Random, temperature: float = 0.5
+) -> list[int]:
+    """Sample one document token by token from BOS until BOS comes back or the block is
+    full.
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     bos = model.config.vocab_size - 1
@@ -199,7 +244,9 @@ def generate(model: ScalarGPT, rng: random.Random, temperature: float = 0.5) -> 
     token, out = bos, []
     for pos in range(model.config.block_size):
         probs = softmax([logit / temperature for logit in model(token, pos, cache)])
-        token = rng.choices(range(model.config.vocab_size), weights=[p.data for p in probs])[0]
+        token = rng.choices(
+            range(model.config.vocab_size), weights=[p.data for p in probs]
+        )[0]
         if token == bos:
             break
         out.append(token)

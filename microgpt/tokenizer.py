@@ -1,4 +1,6 @@
-"""A character tokenizer: each distinct character gets an id, plus one BOS token that marks edges."""
+"""A character tokenizer: each distinct character gets an id, plus one BOS token that
+marks edges.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ from collections.abc import Iterable
 
 
 class CharTokenizer:
-    """Ids 0..n-1 are the sorted unique characters, ``bos = n`` and ``vocab_size = n + 1``."""
+    """Ids 0..n-1 are the sorted unique characters, ``bos = n`` and ``vocab_size = n +
+    1``.
+    """
 
     def __init__(self, chars: Iterable[str]):
         self.chars: list[str] = sorted(set(chars))
@@ -22,7 +26,9 @@ class CharTokenizer:
         return cls(ch for doc in docs for ch in doc)
 
     def encode(self, text: str) -> list[int]:
-        """Turn text into ids; a character outside the vocabulary is a ``ValueError`` naming it."""
+        """Turn text into ids; a character outside the vocabulary is a ``ValueError``
+        naming it.
+        """
         try:
             return [self._ids[ch] for ch in text]
         except KeyError as err:
@@ -36,14 +42,17 @@ class CharTokenizer:
         out = []
         for i in ids:
             if not 0 <= i <= self.bos:
-                raise ValueError(f"token id {i} is outside the vocabulary (0..{self.bos})")
+                raise ValueError(
+                    f"token id {i} is outside the vocabulary (0..{self.bos})"
+                )
             if i != self.bos:
                 out.append(self.chars[i])
         return "".join(out)
 
     def wrap(self, doc: str) -> list[int]:
-        """Encode one document with BOS on both sides, as the names model trains on it."""
+        """Encode one document with BOS at each end, as the names model trains on it."""
         return [self.bos, *self.encode(doc), self.bos]
 
     def __repr__(self) -> str:
-        return f"CharTokenizer(vocab_size={self.vocab_size}, chars={''.join(self.chars)!r})"
+        chars = "".join(self.chars)
+        return f"CharTokenizer(vocab_size={self.vocab_size}, chars={chars!r})"

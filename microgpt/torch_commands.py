@@ -1,7 +1,9 @@
-"""The commands that run on PyTorch: names on tensors, Shakespeare (fresh or resumed), samples from a checkpoint.
+"""The commands that run on PyTorch: names on tensors, Shakespeare (fresh or resumed),
+samples from a checkpoint.
 
-Each takes the parsed flags, checks what it can before any work, and raises :class:`CLIError` for a
-mistake; the command line in :mod:`microgpt.cli` prints it as one line.
+Each takes the parsed flags, checks what it can before any work, and raises
+:class:`CLIError` for a mistake; the command line in :mod:`microgpt.cli` prints it as
+one line.
 """
 
 from __future__ import annotations
@@ -19,9 +21,22 @@ from pathlib import Path
 import torch
 
 from microgpt import batching, distributed, memory, precision, scalar, train
-from microgpt.checkpoint import load_checkpoint, model_from, save_checkpoint, tokenizer_from
-from microgpt.commands import (SMALL_WORK_THREADS, CLIError, check_out, make_out, print_samples, print_summary,
-                               start_names, step_printer)
+from microgpt.checkpoint import (
+    load_checkpoint,
+    model_from,
+    save_checkpoint,
+    tokenizer_from,
+)
+from microgpt.commands import (
+    SMALL_WORK_THREADS,
+    CLIError,
+    check_out,
+    make_out,
+    print_samples,
+    print_summary,
+    start_names,
+    step_printer,
+)
 from microgpt.config import SHAKESPEARE, GPTConfig
 from microgpt.data import load_shakespeare
 from microgpt.device import pick_device
@@ -31,11 +46,13 @@ from microgpt.sample import generate, sample_docs
 
 @contextlib.contextmanager
 def cpu_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU work on ``threads`` threads inside (None: torch's own number), and the number as it was after.
+    """torch's CPU work on ``threads`` threads inside (None: torch's own number), and
+    the number as it was after.
 
-    Only the intra-op pool, which can change at any time: ``torch.set_num_interop_threads`` raises once
-    parallel work has started, and microgpt runs nothing on the inter-op pool. Setting the number back
-    keeps a notebook's (or a test's) own when it calls :func:`microgpt.cli.main`.
+    Only the intra-op pool, which can change at any time:
+    ``torch.set_num_interop_threads`` raises once parallel work has started, and
+    microgpt runs nothing on the inter-op pool. Setting the number back keeps a
+    notebook's (or a test's) own when it calls :func:`microgpt.cli.main`.
     """
     before = torch.get_num_threads()
     if threads is not None:
@@ -47,19 +64,26 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
 
 
 def on_threads(default: int | None) -> Callable[[Callable], Callable]:
-    """A command ``f(args, ...)`` that runs, from its first line, on ``args.threads`` CPU threads, else ``default``."""
+    """A command ``f(args, ...)`` that runs, from its first line, on ``args.threads``
+    CPU threads, else ``default``.
+    """
+
     def wrap(command: Callable) -> Callable:
         @functools.wraps(command)
         def run(args: argparse.Namespace, *rest) -> None:
             with cpu_threads(args.threads or default):
                 command(args, *rest)
+
         return run
+
     return wrap
 
 
 @on_threads(SMALL_WORK_THREADS)
 def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
-    """The same model, initialisation and loop as the scalar engine, on PyTorch tensors: batched, on any device."""
+    """The same model, initialisation and loop as the scalar engine, on PyTorch tensors:
+    batched, on any device.
+    """
     out = Path(args.out) if args.out else None
     if out:
         check_out(out)
@@ -67,99 +91,173 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     if args.dtype == "float64" and device.type == "mps":
         raise CLIError("MPS has no float64; use --dtype float32")
     if args.compile and device.type == "mps":
-        raise CLIError("--compile: microgpt does not use torch.compile on MPS (its MPS backend is a prototype); "
-                       "run without it")
+        raise CLIError(
+            "--compile: microgpt does not use torch.compile on MPS (its MPS backend "
+            "is a prototype); run without it"
+        )
     rng, tok, config = start_names(args, docs)
     memory.check_fits(config, args.batch_size, device)
-    weights = scalar.init_weights(config, rng)  # the scalar engine's initial weights, exactly
-    model = gpt_from_scalar(config, weights, sdpa=True, dtype=getattr(torch, args.dtype)).to(device)
+    # the scalar engine's initial weights, exactly
+    weights = scalar.init_weights(config, rng)
+    model = gpt_from_scalar(
+        config, weights, sdpa=True, dtype=getattr(torch, args.dtype)
+    ).to(device)
     print(f"num params: {model.num_params()}")
     print(f"engine: torch on {device}, {args.dtype}, batch size {args.batch_size}")
     show = step_printer(args.steps, args.log_every, args.exact_loss)
     if out:
         make_out(out)
     with (out / "metrics.jsonl").open("w") if out else contextlib.nullcontext() as log:
+
         def on_step(record: dict) -> None:
             show(record["step"] - 1, record["loss"])
             if log:
                 log.write(json.dumps(record) + "\n")
 
         data = batching.encode_names(docs, tok, config.block_size)
-        result = train.train_names(model, data, args.steps, args.batch_size, args.lr,
-                                   compile=args.compile, on_step=on_step)
+        result = train.train_names(
+            model,
+            data,
+            args.steps,
+            args.batch_size,
+            args.lr,
+            compile=args.compile,
+            on_step=on_step,
+        )
     print_summary(args.steps, result.seconds, result.tokens)
     if out:
         save_checkpoint(out / "ckpt.pt", model, config, tok, "names", args.steps)
         print(f"wrote {out / 'ckpt.pt'} and {out / 'metrics.jsonl'}")
-    print_samples(sample_docs(model, tok, args.num_samples, args.temperature, seed=args.seed))
+    print_samples(
+        sample_docs(model, tok, args.num_samples, args.temperature, seed=args.seed)
+    )
 
 
-def resumed_settings(args: argparse.Namespace, resume: dict, device: torch.device,
-                     data_sha256: str) -> tuple[GPTConfig, train.RunConfig]:
-    """A checkpoint's model shape and run settings; a flag that contradicts them is an error."""
+def resumed_settings(
+    args: argparse.Namespace, resume: dict, device: torch.device, data_sha256: str
+) -> tuple[GPTConfig, train.RunConfig]:
+    """A checkpoint's model shape and run settings; a flag that contradicts them is an
+    error.
+    """
     if resume["dataset"] != "shakespeare" or not resume.get("optimizer"):
         raise CLIError(f"{args.out}/ckpt.pt is not a resumable Shakespeare checkpoint")
-    config, run = GPTConfig(**resume["config"]), train.RunConfig(**{**resume["run"], "data_sha256": data_sha256})
+    config, run = (
+        GPTConfig(**resume["config"]),
+        train.RunConfig(**{**resume["run"], "data_sha256": data_sha256}),
+    )
     for name in [*SHAKESPEARE, "steps"]:
-        given, saved = getattr(args, name), getattr(config if hasattr(config, name) else run, name)
+        given, saved = (
+            getattr(args, name),
+            getattr(config if hasattr(config, name) else run, name),
+        )
         if name == "dtype" and given is not None:
             given = precision.resolve_dtype(given, device)
         if name == "warmup" and isinstance(given, float):
             given = round(given * run.steps)
         if given is not None and given != saved:
             flag = "--" + name.replace("_", "-")
-            raise CLIError(f"{flag} {given} differs from the checkpoint's {saved}; drop it to resume the run as it was")
+            raise CLIError(
+                f"{flag} {given} differs from the checkpoint's {saved}; "
+                "drop it to resume the run as it was"
+            )
     return config, run
 
 
-@on_threads(None)  # torch's own: 836K parameters in 32 x 256 blocks keep every core busy
+# torch's own: 836K parameters in 32 x 256 blocks keep every core busy
+@on_threads(None)
 def train_shakespeare(args: argparse.Namespace) -> None:
-    """``microgpt train shakespeare``; under torchrun every process runs it, and only rank 0 prints."""
-    with contextlib.redirect_stdout(sys.stdout if distributed.is_main() else io.StringIO()):
+    """``microgpt train shakespeare``; under torchrun every process runs it, and only
+    rank 0 prints.
+    """
+    with contextlib.redirect_stdout(
+        sys.stdout if distributed.is_main() else io.StringIO()
+    ):
         run_shakespeare(args)
 
 
 def run_shakespeare(args: argparse.Namespace) -> None:
-    """Load the text, settle the settings (fresh or from the checkpoint), train, and report."""
+    """Load the text, settle the settings (fresh or from the checkpoint), train, and
+    report.
+    """
     check_out(Path(args.out))
     text = load_shakespeare(args.data)
     data_sha256 = hashlib.sha256(text.encode()).hexdigest()
     device = distributed.device_for_rank(pick_device(args.device))
-    splits, ckpt_path, world = batching.split_text(text), Path(args.out) / "ckpt.pt", distributed.world_size()
+    splits, ckpt_path, world = (
+        batching.split_text(text),
+        Path(args.out) / "ckpt.pt",
+        distributed.world_size(),
+    )
     resume = None
     if args.resume:
         if not ckpt_path.exists():
-            raise CLIError(f"--resume: there is no checkpoint to resume in {args.out}; run without --resume to start")
+            raise CLIError(
+                f"--resume: there is no checkpoint to resume in {args.out}; "
+                "run without --resume to start"
+            )
         resume = load_checkpoint(ckpt_path)
         config, run = resumed_settings(args, resume, device, data_sha256)
     elif ckpt_path.exists():
-        raise CLIError(f"{args.out} already holds a checkpoint; add --resume to continue it, or choose another --out")
+        raise CLIError(
+            f"{args.out} already holds a checkpoint; add --resume to continue it, "
+            "or choose another --out"
+        )
     else:
         flags = {name: getattr(args, name) for name in SHAKESPEARE}
-        config, run = train.text_settings(splits, device, data_sha256, args.steps, **flags)
+        config, run = train.text_settings(
+            splits, device, data_sha256, args.steps, **flags
+        )
     if note := precision.warning(run.dtype, device):
         print(f"microgpt: warning: {note}", file=sys.stderr)
     precision.set_matmul_precision(device, run.dtype)
     if run.batch_size % (world * run.grad_accum):
-        parts = [f"{world} processes"] * (world > 1) + [f"{run.grad_accum} micro-batches"] * (run.grad_accum > 1)
-        raise CLIError(f"--batch-size {run.batch_size} does not split evenly across {' x '.join(parts)}; "
-                       f"use a multiple of {world * run.grad_accum}")
+        parts = [f"{world} processes"] * (world > 1) + [
+            f"{run.grad_accum} micro-batches"
+        ] * (run.grad_accum > 1)
+        raise CLIError(
+            f"--batch-size {run.batch_size} does not split evenly across "
+            f"{' x '.join(parts)}; use a multiple of {world * run.grad_accum}"
+        )
     memory.check_fits(config, run.batch_size // (world * run.grad_accum), device)
     if distributed.is_main():
         make_out(Path(args.out))
-    print(f"text: {len(splits.train):,} training and {len(splits.val):,} validation characters, "
-          f"vocab size {splits.tokenizer.vocab_size}")
-    print(f"model: {memory.param_count(config):,} parameters, {config}, device {device}, dtype {run.dtype}")
-    print(f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
-          + (f" ({world} processes, {run.batch_size // world} blocks each)" if world > 1 else "")
-          + (f" in {run.grad_accum} micro-batches of {run.batch_size // (world * run.grad_accum)}"
-             if run.grad_accum > 1 else "")
-          + (f", resuming after step {resume['step']}" if resume else ""))
+    print(
+        f"text: {len(splits.train):,} training and {len(splits.val):,} validation "
+        f"characters, vocab size {splits.tokenizer.vocab_size}"
+    )
+    print(
+        f"model: {memory.param_count(config):,} parameters, {config}, "
+        f"device {device}, dtype {run.dtype}"
+    )
+    print(
+        f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
+        + (
+            f" ({world} processes, {run.batch_size // world} blocks each)"
+            if world > 1
+            else ""
+        )
+        + (
+            f" in {run.grad_accum} micro-batches of "
+            f"{run.batch_size // (world * run.grad_accum)}"
+            if run.grad_accum > 1
+            else ""
+        )
+        + (f", resuming after step {resume['step']}" if resume else "")
+    )
     distributed.init(device)
     try:
-        result = train.train_text(splits, config, run, args.out, device=device, eval_interval=args.eval_interval,
-                                  ckpt_interval=args.ckpt_interval, log_interval=args.log_interval, resume=resume,
-                                  progress=not args.quiet)
+        result = train.train_text(
+            splits,
+            config,
+            run,
+            args.out,
+            device=device,
+            eval_interval=args.eval_interval,
+            ckpt_interval=args.ckpt_interval,
+            log_interval=args.log_interval,
+            resume=resume,
+            progress=not args.quiet,
+        )
     finally:
         distributed.cleanup()
     if result.val_loss is not None:
@@ -177,17 +275,30 @@ def sample_checkpoint(args: argparse.Namespace) -> None:
     names = ckpt["dataset"] == "names"
     prompt = args.prompt or ""
     try:
-        ids = ([tok.bos] if names else []) + tok.encode(prompt or ("" if names else "\n"))
+        ids = ([tok.bos] if names else []) + tok.encode(
+            prompt or ("" if names else "\n")
+        )
     except ValueError as err:
         raise CLIError(f"--prompt: {err}") from None
     max_chars = args.max_chars or (model.config.block_size if names else 500)
     num = args.num_samples or (20 if names else 1)
     generator = torch.Generator(device).manual_seed(args.seed)
     temperature = args.temperature or (0.5 if names else 0.8)
-    rows = generate(model, torch.tensor([ids] * num, device=device), max_chars, temperature,
-                    args.top_k, generator, stop_token=tok.bos if names else None, banned=None if names else tok.bos,
-                    top_p=args.top_p)
-    texts = [prompt + tok.decode(row[: row.index(tok.bos)] if tok.bos in row else row) for row in rows.tolist()]
+    rows = generate(
+        model,
+        torch.tensor([ids] * num, device=device),
+        max_chars,
+        temperature,
+        args.top_k,
+        generator,
+        stop_token=tok.bos if names else None,
+        banned=None if names else tok.bos,
+        top_p=args.top_p,
+    )
+    texts = [
+        prompt + tok.decode(row[: row.index(tok.bos)] if tok.bos in row else row)
+        for row in rows.tolist()
+    ]
     if names:
         print_samples(texts)
     for i, text in enumerate([] if names else texts, 1):

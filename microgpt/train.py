@@ -1,7 +1,9 @@
-"""Training: the names loop (the original's, batched) and the text loop (mini-batches, AdamW, checkpoints).
+"""Training: the names loop (the original's, batched) and the text loop (mini-batches,
+AdamW, checkpoints).
 
-Both loops share one step convention: a step updates the weights and returns the loss as a detached
-tensor, without waiting for it; the loop calls ``.item()`` where it logs the loss.
+Both loops share one step convention: a step updates the weights and returns the loss as
+a detached tensor, without waiting for it; the loop calls ``.item()`` where it logs the
+loss.
 """
 
 from __future__ import annotations
@@ -25,9 +27,22 @@ from tqdm import tqdm
 
 from microgpt import distributed
 from microgpt.adam import FlatAdam, adam_update, bias_corrected
-from microgpt.batching import (NamesData, TextSplits, batches_per_epoch, check_one_batch, get_batch, names_batch,
-                               names_tokens, val_batches)
-from microgpt.checkpoint import check_resumable, save_checkpoint, set_rng_state, truncate_metrics
+from microgpt.batching import (
+    NamesData,
+    TextSplits,
+    batches_per_epoch,
+    check_one_batch,
+    get_batch,
+    names_batch,
+    names_tokens,
+    val_batches,
+)
+from microgpt.checkpoint import (
+    check_resumable,
+    save_checkpoint,
+    set_rng_state,
+    truncate_metrics,
+)
 from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS, GPTConfig
 from microgpt.device import has_fused_adam
 from microgpt.model import GPT
@@ -36,18 +51,24 @@ from microgpt.schedules import linear_decay, warmup_cosine
 
 
 class TrainingError(ValueError):
-    """Training cannot go on (the loss stopped being finite); the message says what to change."""
+    """Training cannot go on (the loss stopped being finite); the message says what to
+    change.
+    """
 
 
 def lm_loss(model: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Mean cross-entropy of the next character at every position, in float32 at least (16-bit logits are cast)."""
+    """Mean cross-entropy of the next character at every position, in float32 at least
+    (16-bit logits are cast).
+    """
     logits = model(x)
     logits = logits.float() if logits.element_size() < 4 else logits
     return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
 
 
 def names_loss(model: torch.nn.Module, x: Tensor, y: Tensor, weight: Tensor) -> Tensor:
-    """Mean over the batch of each name's mean cross-entropy; padding has weight 0 and never counts."""
+    """Mean over the batch of each name's mean cross-entropy; padding has weight 0 and
+    never counts.
+    """
     logits = model(x)
     losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
     return (losses * weight.flatten()).sum() / len(x)
@@ -66,25 +87,37 @@ def check_finite(loss: float, step: int, advice: str) -> None:
 
 
 def check_all_finite(losses: list[float], first_step: int, advice: str) -> None:
-    """:func:`check_finite` on consecutive steps from ``first_step``: the error names the first bad one."""
+    """:func:`check_finite` on consecutive steps from ``first_step``: the error names
+    the first bad one.
+    """
     for step, loss in enumerate(losses, first_step):
         check_finite(loss, step, advice)
 
 
-# --- names: the original microgpt's loop, batched ---------------------------------------------------
+# --- names: the original microgpt's loop, batched -------------------------------------
 
 
 NAMES_BETAS, NAMES_EPS = (0.85, 0.99), 1e-8  # the original's Adam
 
 
 def make_names_optimizer(model: torch.nn.Module, lr: float = 0.01) -> FlatAdam:
-    """Adam with the original's settings over the model's weights as one flat vector (build it after ``.to``)."""
+    """Adam with the original's settings over the model's weights as one flat vector
+    (build it after ``.to``).
+    """
     return FlatAdam(model.parameters(), lr=lr, betas=NAMES_BETAS, eps=NAMES_EPS)
 
 
-def names_step(model: torch.nn.Module, optimizer: FlatAdam, x: Tensor, y: Tensor, weight: Tensor,
-               lr: float) -> Tensor:
-    """One optimisation step at learning rate ``lr``; returns the loss (detached, not synchronised)."""
+def names_step(
+    model: torch.nn.Module,
+    optimizer: FlatAdam,
+    x: Tensor,
+    y: Tensor,
+    weight: Tensor,
+    lr: float,
+) -> Tensor:
+    """One optimisation step at learning rate ``lr``; returns the loss (detached, not
+    synchronised).
+    """
     optimizer.lr = lr
     optimizer.zero_grad()
     loss = names_loss(model, x, y, weight)
@@ -93,27 +126,45 @@ def names_step(model: torch.nn.Module, optimizer: FlatAdam, x: Tensor, y: Tensor
     return loss.detach()
 
 
-def compiled_names_step(model: torch.nn.Module) -> Callable[[Tensor, Tensor, Tensor, float], Tensor]:
-    """A names step ``step(x, y, weight, lr) -> loss`` compiled whole: loss, gradient and Adam in one graph.
+def compiled_names_step(
+    model: torch.nn.Module,
+) -> Callable[[Tensor, Tensor, Tensor, float], Tensor]:
+    """A names step ``step(x, y, weight, lr) -> loss`` compiled whole: loss, gradient
+    and Adam in one graph.
 
-    A one-name step is mostly fixed cost per call; differentiating inside the graph (torch.func) and updating
-    the weights there replaces a forward, a backward, the autograd engine and an optimizer call with one call.
-    The Adam state lives in the step (in the weights' dtype); the model's weights are updated in place.
+    A one-name step is mostly fixed cost per call; differentiating inside the graph
+    (torch.func) and updating the weights there replaces a forward, a backward, the
+    autograd engine and an optimizer call with one call. The Adam state lives in the
+    step (in the weights' dtype); the model's weights are updated in place.
     """
-    params = {name: p.detach() for name, p in model.named_parameters()}  # the same storage, no autograd
+    # the same storage, no autograd
+    params = {name: p.detach() for name, p in model.named_parameters()}
     m = {name: torch.zeros_like(p) for name, p in params.items()}
     v = {name: torch.zeros_like(p) for name, p in params.items()}
     device, count = next(iter(params.values())).device, 0
 
     def loss_of(weights: dict, x: Tensor, y: Tensor, weight: Tensor) -> Tensor:
-        return names_loss(lambda idx: torch.func.functional_call(model, weights, (idx,)), x, y, weight)
+        return names_loss(
+            lambda idx: torch.func.functional_call(model, weights, (idx,)), x, y, weight
+        )
 
     grad_and_loss = torch.func.grad_and_value(loss_of)
 
-    def update(x: Tensor, y: Tensor, weight: Tensor, step_size: Tensor, bias2_sqrt: Tensor) -> Tensor:
+    def update(
+        x: Tensor, y: Tensor, weight: Tensor, step_size: Tensor, bias2_sqrt: Tensor
+    ) -> Tensor:
         grads, loss = grad_and_loss(params, x, y, weight)
         for name, p in params.items():
-            adam_update(p, grads[name], m[name], v[name], step_size, bias2_sqrt, NAMES_BETAS, NAMES_EPS)
+            adam_update(
+                p,
+                grads[name],
+                m[name],
+                v[name],
+                step_size,
+                bias2_sqrt,
+                NAMES_BETAS,
+                NAMES_EPS,
+            )
         return loss
 
     graph = torch.compile(update, dynamic=False)
@@ -121,7 +172,9 @@ def compiled_names_step(model: torch.nn.Module) -> Callable[[Tensor, Tensor, Ten
     def step(x: Tensor, y: Tensor, weight: Tensor, lr: float) -> Tensor:
         nonlocal count
         count += 1
-        scalars = torch.tensor(bias_corrected(lr, count, NAMES_BETAS), dtype=torch.float64)
+        scalars = torch.tensor(
+            bias_corrected(lr, count, NAMES_BETAS), dtype=torch.float64
+        )
         step_size, bias2_sqrt = scalars.to(device)
         return graph(x, y, weight, step_size, bias2_sqrt)
 
@@ -130,16 +183,28 @@ def compiled_names_step(model: torch.nn.Module) -> Callable[[Tensor, Tensor, Ten
 
 @dataclass
 class NamesResult:
-    """What a call to :func:`train_names` did: the loss of every step, the time it took, tokens seen."""
+    """What a call to :func:`train_names` did: the loss of every step, the time it took,
+    tokens seen.
+    """
 
     losses: list[float]
     seconds: float
     tokens: int
 
 
-def train_names(model: torch.nn.Module, data: NamesData, steps: int, batch_size: int = 1, lr: float = 0.01, *,
-                compile: bool = False, on_step=None) -> NamesResult:
-    """The original's loop on tensors: ``batch_size`` names a step, Adam, linear decay; ``on_step(record)``."""
+def train_names(
+    model: torch.nn.Module,
+    data: NamesData,
+    steps: int,
+    batch_size: int = 1,
+    lr: float = 0.01,
+    *,
+    compile: bool = False,
+    on_step=None,
+) -> NamesResult:
+    """The original's loop on tensors: ``batch_size`` names a step, Adam, linear decay;
+    ``on_step(record)``.
+    """
     param = next(model.parameters())
     data = data.to(param.device, param.dtype)
     if compile:
@@ -151,23 +216,33 @@ def train_names(model: torch.nn.Module, data: NamesData, steps: int, batch_size:
     began = time.perf_counter()
     for step in range(steps):
         t0 = time.perf_counter()
-        x, y, weight = names_batch(data, step, batch_size, pad_to_block=compile)  # one shape: one compilation
+        # one shape: one compilation
+        x, y, weight = names_batch(data, step, batch_size, pad_to_block=compile)
         lr_now = linear_decay(step, steps, lr)
         loss = step_fn(x, y, weight, lr_now).item()
         check_finite(loss, step + 1, f"lower --lr (now {lr:g})")
         losses.append(loss)
         tokens += names_tokens(data, step, batch_size)
         if on_step is not None:
-            on_step({"step": step + 1, "loss": loss, "lr": lr_now, "ms": round(1000 * (time.perf_counter() - t0), 3)})
+            on_step(
+                {
+                    "step": step + 1,
+                    "loss": loss,
+                    "lr": lr_now,
+                    "ms": round(1000 * (time.perf_counter() - t0), 3),
+                }
+            )
     return NamesResult(losses, time.perf_counter() - began, tokens)
 
 
-# --- tiny-shakespeare: mini-batches of blocks, AdamW, checkpoints ---------------------------------------
+# --- tiny-shakespeare: mini-batches of blocks, AdamW, checkpoints ---------------------
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything besides the model's shape that fixes a run's trajectory; a resume must match it."""
+    """Everything besides the model's shape that fixes a run's trajectory; a resume must
+    match it.
+    """
 
     steps: int
     batch_size: int = 32
@@ -182,23 +257,53 @@ class RunConfig:
     dropout: float = 0.0
 
 
-def text_settings(splits: TextSplits, device: torch.device, data_sha256: str = "", steps: int | None = None,
-                  **overrides) -> tuple[GPTConfig, RunConfig]:
-    """The model shape and run of ``microgpt train shakespeare``: ``config.SHAKESPEARE`` with ``overrides``.
+def text_settings(
+    splits: TextSplits,
+    device: torch.device,
+    data_sha256: str = "",
+    steps: int | None = None,
+    **overrides,
+) -> tuple[GPTConfig, RunConfig]:
+    """The model shape and run of ``microgpt train shakespeare``: ``config.SHAKESPEARE``
+    with ``overrides``.
 
-    An override of None keeps the default; ``steps`` defaults to ``SHAKESPEARE_EPOCHS`` passes over the text.
-    A float ``warmup`` is a fraction of ``steps`` (0.05: the first 5% of the run), an int a number of steps.
+    An override of None keeps the default; ``steps`` defaults to ``SHAKESPEARE_EPOCHS``
+    passes over the text. A float ``warmup`` is a fraction of ``steps`` (0.05: the first
+    5% of the run), an int a number of steps.
     """
     unknown = sorted(set(overrides) - set(SHAKESPEARE))
     if unknown:
         raise TypeError(f"unknown settings {unknown}; known: {sorted(SHAKESPEARE)}")
-    v = {**SHAKESPEARE, **{name: value for name, value in overrides.items() if value is not None}}
-    config = GPTConfig(splits.tokenizer.vocab_size, v["block_size"], v["n_layer"], v["n_embd"], v["n_head"])
+    v = {
+        **SHAKESPEARE,
+        **{name: value for name, value in overrides.items() if value is not None},
+    }
+    config = GPTConfig(
+        splits.tokenizer.vocab_size,
+        v["block_size"],
+        v["n_layer"],
+        v["n_embd"],
+        v["n_head"],
+    )
     check_one_batch(len(splits.train), config.block_size, v["batch_size"])
-    steps = steps or SHAKESPEARE_EPOCHS * batches_per_epoch(len(splits.train), config.block_size, v["batch_size"])
-    warmup = round(v["warmup"] * steps) if isinstance(v["warmup"], float) else v["warmup"]  # a fraction of the run
-    run = RunConfig(steps, v["batch_size"], v["lr"], warmup, v["seed"], resolve_dtype(v["dtype"], device),
-                    data_sha256=data_sha256, grad_accum=v["grad_accum"], dropout=v["dropout"])
+    steps = steps or SHAKESPEARE_EPOCHS * batches_per_epoch(
+        len(splits.train), config.block_size, v["batch_size"]
+    )
+    # a fraction of the run
+    warmup = (
+        round(v["warmup"] * steps) if isinstance(v["warmup"], float) else v["warmup"]
+    )
+    run = RunConfig(
+        steps,
+        v["batch_size"],
+        v["lr"],
+        warmup,
+        v["seed"],
+        resolve_dtype(v["dtype"], device),
+        data_sha256=data_sha256,
+        grad_accum=v["grad_accum"],
+        dropout=v["dropout"],
+    )
     return config, run
 
 
@@ -214,7 +319,9 @@ class RunResult:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, device: torch.device, dtype: str) -> float:
+def evaluate(
+    model: torch.nn.Module, batches, device: torch.device, dtype: str
+) -> float:
     """Mean validation loss over every block of the held-out text."""
     model.eval()
     total, count = 0.0, 0
@@ -226,16 +333,35 @@ def evaluate(model: torch.nn.Module, batches, device: torch.device, dtype: str) 
     return total / count
 
 
-def make_text_optimizer(model: torch.nn.Module, run: RunConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over every weight, fused into one kernel where torch has one for the device."""
+def make_text_optimizer(
+    model: torch.nn.Module, run: RunConfig, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW over every weight, fused into one kernel where torch has one for the
+    device.
+    """
     fused = has_fused_adam(device)
-    return torch.optim.AdamW(model.parameters(), lr=run.lr, betas=(0.9, 0.99),
-                             weight_decay=run.weight_decay, fused=fused)
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=run.lr,
+        betas=(0.9, 0.99),
+        weight_decay=run.weight_decay,
+        fused=fused,
+    )
 
 
-def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, *,
-                lr: float, grad_clip: float, scaler: torch.amp.GradScaler, device: torch.device,
-                dtype: str, accum: int = 1) -> tuple[Tensor, Tensor]:
+def text_update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    *,
+    lr: float,
+    grad_clip: float,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    dtype: str,
+    accum: int = 1,
+) -> tuple[Tensor, Tensor]:
     """One optimisation step on the batch ``x, y``, in ``accum`` equal micro-batches.
 
     Returns the loss and the gradient norm before clipping as tensors on the device:
@@ -245,7 +371,9 @@ def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Ten
     bfloat16 it is disabled and changes nothing.
     """
     if len(x) % accum:
-        raise ValueError(f"a batch of {len(x)} rows does not split into {accum} equal micro-batches")
+        raise ValueError(
+            f"a batch of {len(x)} rows does not split into {accum} equal micro-batches"
+        )
     set_lr(optimizer, lr)
     optimizer.zero_grad(set_to_none=True)
     # forward and backward, one micro-batch at a time: each loss is divided by accum,
@@ -266,88 +394,176 @@ def text_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Ten
     return torch.stack(losses).sum(), norm.detach()
 
 
-def train_text(splits: TextSplits, config: GPTConfig, run: RunConfig, out: str | Path, *,
-               device: torch.device | str = "cpu", eval_interval: int = 0, ckpt_interval: int = 0,
-               log_interval: int = 50, resume: dict | None = None, progress: bool = True) -> RunResult:
-    """Train a GPT on ``splits`` into ``out/metrics.jsonl`` and ``out/ckpt.pt``; ``resume`` continues a checkpoint.
+def train_text(
+    splits: TextSplits,
+    config: GPTConfig,
+    run: RunConfig,
+    out: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    eval_interval: int = 0,
+    ckpt_interval: int = 0,
+    log_interval: int = 50,
+    resume: dict | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train a GPT on ``splits`` into ``out/metrics.jsonl`` and ``out/ckpt.pt``;
+    ``resume`` continues a checkpoint.
 
-    Every step gets a metrics record, but its loss and gradient norm stay on the device until the next
-    ``log_interval`` step (or validation, checkpoint, or the last step): then they are fetched at once,
-    averaged across ranks in one all-reduce, checked and written. Each improvement of the validation
-    loss also writes ``out/best.pt``. Under torchrun every rank calls this: each trains on its share of
-    the batch, rank 0 alone writes files.
+    Every step gets a metrics record, but its loss and gradient norm stay on the device
+    until the next ``log_interval`` step (or validation, checkpoint, or the last step):
+    then they are fetched at once, averaged across ranks in one all-reduce, checked and
+    written. Each improvement of the validation loss also writes ``out/best.pt``. Under
+    torchrun every rank calls this: each trains on its share of the batch, rank 0 alone
+    writes files.
     """
     out, device, main = Path(out), torch.device(device), distributed.is_main()
-    ckpt_path, best_path, metrics_path = out / "ckpt.pt", out / "best.pt", out / "metrics.jsonl"
-    check_one_batch(len(splits.train), config.block_size, run.batch_size)  # before anything is written
+    ckpt_path, best_path, metrics_path = (
+        out / "ckpt.pt",
+        out / "best.pt",
+        out / "metrics.jsonl",
+    )
+    # before anything is written
+    check_one_batch(len(splits.train), config.block_size, run.batch_size)
     val = val_batches(splits.val, config.block_size, run.batch_size)
     torch.manual_seed(run.seed)
-    model = GPT(config, sdpa=True, dropout=run.dropout).to(device).use_kernel(attention_kernel(device, run.dtype))
+    model = (
+        GPT(config, sdpa=True, dropout=run.dropout)
+        .to(device)
+        .use_kernel(attention_kernel(device, run.dtype))
+    )
     optimizer = make_text_optimizer(model, run, device)
     scaler = grad_scaler(device, run.dtype)
     start, best = 0, math.inf
     if resume is not None:
-        check_resumable(resume, config, dataclasses.asdict(run), splits.tokenizer, ckpt_path)
+        check_resumable(
+            resume, config, dataclasses.asdict(run), splits.tokenizer, ckpt_path
+        )
         model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))  # it would adopt and update these tensors
+        # it would adopt and update these tensors
+        optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))
         if resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
         set_rng_state(resume["rng"])
         start, best = resume["step"], resume.get("best_val_loss", math.inf)
     out.mkdir(parents=True, exist_ok=True)
     if main:
-        truncate_metrics(metrics_path, through=start)  # a killed run may have logged steps past its checkpoint
+        # a killed run may have logged steps past its checkpoint
+        truncate_metrics(metrics_path, through=start)
     val_loss, tokens_per_step = None, run.batch_size * config.block_size
 
     def save(step: int) -> None:
-        save_checkpoint(ckpt_path, model, config, splits.tokenizer, "shakespeare", step, optimizer,
-                        dataclasses.asdict(run), scaler, best_val_loss=best)
+        save_checkpoint(
+            ckpt_path,
+            model,
+            config,
+            splits.tokenizer,
+            "shakespeare",
+            step,
+            optimizer,
+            dataclasses.asdict(run),
+            scaler,
+            best_val_loss=best,
+        )
 
     model.train()
-    replica = distributed.wrap(model, device)  # under torchrun: DDP, which averages the gradients of all ranks
-    bar = tqdm(total=run.steps, initial=start, file=sys.stderr, disable=not (progress and main), unit="step")
-    pending: list[tuple[dict, Tensor]] = []  # this interval's records and their (loss, grad norm), on the device
+    # under torchrun: DDP, which averages the gradients of all ranks
+    replica = distributed.wrap(model, device)
+    bar = tqdm(
+        total=run.steps,
+        initial=start,
+        file=sys.stderr,
+        disable=not (progress and main),
+        unit="step",
+    )
+    # this interval's records and their (loss, grad norm), on the device
+    pending: list[tuple[dict, Tensor]] = []
     began = mark = time.perf_counter()
     with open(metrics_path if main else os.devnull, "a") as log:
         for step in range(start, run.steps):
             lr = warmup_cosine(step, run.steps, run.lr, run.warmup)
-            x, y = get_batch(splits.train, step, run.seed, config.block_size, run.batch_size)
-            x, y = distributed.share(x).to(device), distributed.share(y).to(device)  # this rank's rows
-            stats = text_update(replica, optimizer, x, y, lr=lr, grad_clip=run.grad_clip, scaler=scaler,
-                                device=device, dtype=run.dtype, accum=run.grad_accum)
+            x, y = get_batch(
+                splits.train, step, run.seed, config.block_size, run.batch_size
+            )
+            # this rank's rows
+            x, y = distributed.share(x).to(device), distributed.share(y).to(device)
+            stats = text_update(
+                replica,
+                optimizer,
+                x,
+                y,
+                lr=lr,
+                grad_clip=run.grad_clip,
+                scaler=scaler,
+                device=device,
+                dtype=run.dtype,
+                accum=run.grad_accum,
+            )
             record, last = {"step": step + 1, "lr": lr}, step + 1 == run.steps
             eval_due = eval_interval and ((step + 1) % eval_interval == 0 or last)
             if main and eval_due:
-                record["val_loss"] = val_loss = evaluate(model, val, device, run.dtype)  # rank 0, unwrapped
+                # rank 0, unwrapped
+                record["val_loss"] = val_loss = evaluate(model, val, device, run.dtype)
             pending.append((record, torch.stack(stats)))
             now = time.perf_counter()
-            record["ms"], mark = round(1000 * (now - mark), 3), now  # from this step's start to the next's
+            # from this step's start to the next's
+            record["ms"], mark = round(1000 * (now - mark), 3), now
             checkpointing = (ckpt_interval and (step + 1) % ckpt_interval == 0) or last
-            if (step + 1) % log_interval == 0 or eval_due or checkpointing:  # the same steps on every rank
-                loss = write_records(pending, log, f"lower --lr (now {run.lr:g}) or use --dtype float32")
-                bar.set_postfix(lr=f"{lr:.2e}", loss=f"{loss:.4f}",
-                                tok_s=f"{tokens_per_step / record['ms'] * 1000:,.0f}", refresh=False)
+            # the same steps on every rank
+            if (step + 1) % log_interval == 0 or eval_due or checkpointing:
+                loss = write_records(
+                    pending, log, f"lower --lr (now {run.lr:g}) or use --dtype float32"
+                )
+                bar.set_postfix(
+                    lr=f"{lr:.2e}",
+                    loss=f"{loss:.4f}",
+                    tok_s=f"{tokens_per_step / record['ms'] * 1000:,.0f}",
+                    refresh=False,
+                )
             if main and eval_due and val_loss < best:
-                best = val_loss  # the best weights so far, for sampling; the score goes into ckpt.pt for a resume
-                save_checkpoint(best_path, model, config, splits.tokenizer, "shakespeare", step + 1)
+                # the best weights so far, for sampling; the score goes into ckpt.pt for
+                # a resume
+                best = val_loss
+                save_checkpoint(
+                    best_path, model, config, splits.tokenizer, "shakespeare", step + 1
+                )
             if main and checkpointing:
-                save(step + 1)  # the unwrapped model's weights: the same checkpoint as a single process's
+                # the unwrapped model's weights: the same checkpoint as a single
+                # process's
+                save(step + 1)
             bar.update()
     bar.close()
     steps_run = run.steps - start
-    return RunResult(model, steps_run, time.perf_counter() - began, steps_run * tokens_per_step, val_loss)
+    return RunResult(
+        model,
+        steps_run,
+        time.perf_counter() - began,
+        steps_run * tokens_per_step,
+        val_loss,
+    )
 
 
 def write_records(pending: list[tuple[dict, Tensor]], log, advice: str) -> float:
-    """Fetch the pending steps' (loss, grad norm) in one transfer, averaged over ranks; check, write, clear.
+    """Fetch the pending steps' (loss, grad norm) in one transfer, averaged over ranks;
+    check, write, clear.
 
-    Returns the last step's loss; a non-finite loss raises :class:`TrainingError` naming the first bad step.
+    Returns the last step's loss; a non-finite loss raises :class:`TrainingError` naming
+    the first bad step.
     """
     stats = distributed.mean_tensor(torch.stack([s for _, s in pending])).tolist()
     check_all_finite([loss for loss, _ in stats], pending[0][0]["step"], advice)
     for (record, _), (loss, norm) in zip(pending, stats):
-        log.write(json.dumps({"step": record["step"], "loss": loss, "grad_norm": norm,
-                              **{k: v for k, v in record.items() if k != "step"}}) + "\n")
+        log.write(
+            json.dumps(
+                {
+                    "step": record["step"],
+                    "loss": loss,
+                    "grad_norm": norm,
+                    **{k: v for k, v in record.items() if k != "step"},
+                }
+            )
+            + "\n"
+        )
     log.flush()
     pending.clear()
     return stats[-1][0]

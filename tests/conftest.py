@@ -1,4 +1,6 @@
-"""Shared test set-up: the datasets come from MICROGPT_DATA (CI points it at ../shared/data)."""
+"""Shared test set-up: the datasets come from MICROGPT_DATA (CI points it at
+../shared/data).
+"""
 
 import os
 from pathlib import Path
@@ -12,9 +14,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The offline data folder; tests that need the real datasets fail loudly without it."""
+    """The offline data folder; tests that need the real datasets fail loudly without
+    it.
+    """
     path = os.environ.get("MICROGPT_DATA")
-    assert path, "set MICROGPT_DATA to the folder holding names.txt and tinyshakespeare.txt"
+    assert path, (
+        "set MICROGPT_DATA to the folder holding names.txt and tinyshakespeare.txt"
+    )
     return Path(path)
 
 
@@ -24,7 +30,10 @@ class Killed(Exception):
 
 @pytest.fixture
 def killed_after_checkpoint(monkeypatch):
-    """``train.train_text`` that dies right after writing its first ckpt.pt (call it with ``ckpt_interval``)."""
+    """``train.train_text`` that dies right after writing its first ckpt.pt (call it
+    with ``ckpt_interval``).
+    """
+
     def run(*args, **kwargs) -> None:
         real_save = train.save_checkpoint
 
@@ -39,4 +48,5 @@ def killed_after_checkpoint(monkeypatch):
                 train.train_text(*args, **kwargs)
         finally:
             monkeypatch.setattr(train, "save_checkpoint", real_save)
+
     return run

@@ -1,4 +1,6 @@
-"""FlatAdam is torch.optim.Adam's maths on one flat vector, and the names path never imports torch._dynamo."""
+"""FlatAdam is torch.optim.Adam's maths on one flat vector, and the names path never
+imports torch._dynamo.
+"""
 
 import subprocess
 import sys
@@ -20,21 +22,27 @@ def names_like_model(dtype: torch.dtype) -> GPT:
 
 
 def batches(steps: int) -> list[tuple[torch.Tensor, ...]]:
-    """``steps`` random batches of 4 sequences of 16 tokens, every position weighted 1/16."""
+    """``steps`` random batches of 4 sequences of 16 tokens, every position weighted
+    1/16.
+    """
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 27, (steps, 4, 17), generator=g)
     return [(seq[:, :-1], seq[:, 1:], torch.full((4, 16), 1 / 16)) for seq in ids]
 
 
 def train_50(dtype: torch.dtype, make_optimizer) -> tuple[list[float], torch.Tensor]:
-    """50 names steps with the linear decay from 0.01; the losses and the final weights as one vector."""
+    """50 names steps with the linear decay from 0.01; the losses and the final weights
+    as one vector.
+    """
     model = names_like_model(dtype)
     optimizer = make_optimizer(model)
     losses = []
     for step, (x, y, w) in enumerate(batches(50)):
         lr = 0.01 * (1 - step / 50)
         if isinstance(optimizer, FlatAdam):
-            losses.append(train.names_step(model, optimizer, x, y, w.to(dtype), lr).item())
+            losses.append(
+                train.names_step(model, optimizer, x, y, w.to(dtype), lr).item()
+            )
             continue
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -47,17 +55,25 @@ def train_50(dtype: torch.dtype, make_optimizer) -> tuple[list[float], torch.Ten
 
 
 def torch_adam(**kw):
-    return lambda model: torch.optim.Adam(model.parameters(), lr=0.01, betas=BETAS, eps=EPS, **kw)
+    return lambda model: torch.optim.Adam(
+        model.parameters(), lr=0.01, betas=BETAS, eps=EPS, **kw
+    )
 
 
-@pytest.mark.parametrize("dtype, rtol, atol", [(torch.float64, 1e-12, 1e-15), (torch.float32, 1e-6, 1e-6)])
+@pytest.mark.parametrize(
+    "dtype, rtol, atol", [(torch.float64, 1e-12, 1e-15), (torch.float32, 1e-6, 1e-6)]
+)
 @pytest.mark.parametrize("kw", [{}, {"fused": True}], ids=["default", "fused"])
 def test_flat_adam_is_torch_adam_over_50_steps(dtype, rtol, atol, kw):
-    """float64: each weight and loss to 1e-12 relative; float32: to 1e-6 (a few rounding steps)."""
+    """float64: each weight and loss to 1e-12 relative; float32: to 1e-6 (a few rounding
+    steps).
+    """
     mine, mine_w = train_50(dtype, train.make_names_optimizer)
     theirs, theirs_w = train_50(dtype, torch_adam(**kw))
     assert mine_w.dtype == dtype
-    assert torch.allclose(mine_w, theirs_w, rtol=rtol, atol=atol), (mine_w - theirs_w).abs().max()
+    assert torch.allclose(mine_w, theirs_w, rtol=rtol, atol=atol), (
+        (mine_w - theirs_w).abs().max()
+    )
     assert mine == pytest.approx(theirs, rel=rtol, abs=atol)
 
 
@@ -66,11 +82,14 @@ def test_weights_and_gradients_are_views_of_two_flat_vectors():
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = FlatAdam(model.parameters(), lr=0.01)
     assert optimizer.weights.shape == optimizer.grad.shape == (4192,)
-    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))  # the same values, now shared
+    # the same values, now shared
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
     optimizer.weights[0] = 7.0
     assert next(model.parameters()).flatten()[0].item() == 7.0
     x, y, w = batches(1)[0]
-    expected = torch.autograd.grad(train.names_loss(model, x, y, w.double()), list(model.parameters()))
+    expected = torch.autograd.grad(
+        train.names_loss(model, x, y, w.double()), list(model.parameters())
+    )
     train.names_loss(model, x, y, w.double()).backward()
     assert torch.equal(optimizer.grad, torch.cat([g.flatten() for g in expected]))
 
@@ -87,9 +106,16 @@ def test_zero_grad_restores_the_views_that_model_zero_grad_dropped():
 
 
 def test_bias_corrections_and_mixed_parameters():
-    assert bias_corrected(0.01, 1, BETAS) == pytest.approx((0.01 / 0.15, 0.1), rel=1e-14)
+    assert bias_corrected(0.01, 1, BETAS) == pytest.approx(
+        (0.01 / 0.15, 0.1), rel=1e-14
+    )
     with pytest.raises(ValueError, match="one device, in one dtype"):
-        FlatAdam([torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))])
+        FlatAdam(
+            [
+                torch.nn.Parameter(torch.zeros(2)),
+                torch.nn.Parameter(torch.zeros(2, dtype=torch.float64)),
+            ]
+        )
 
 
 DYNAMO_CHECK = """
@@ -102,18 +128,41 @@ print('torch._dynamo' in sys.modules)
 
 
 def dynamo_imported(code: str) -> bool:
-    """Run ``code`` in a fresh interpreter, which prints whether torch._dynamo ended up imported."""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    """Run ``code`` in a fresh interpreter, which prints whether torch._dynamo ended up
+    imported.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()[-1] == "True"
 
 
 def test_train_names_never_imports_torch_dynamo(tmp_path, data_dir):
-    """Importing torch._dynamo costs about as much CPU as importing torch; only --compile needs it."""
+    """Importing torch._dynamo costs about as much CPU as importing torch; only
+    --compile needs it.
+    """
     short = ["train", "names", "--steps", "3", "--num-samples", "1"]
-    runs = [short, [*short, "--engine", "torch", "--dtype", "float64", "--batch-size", "4", "--device", "cpu",
-                    "--out", str(tmp_path / "run")], [*short, "--engine", "scalar-fused"]]
+    runs = [
+        short,
+        [
+            *short,
+            "--engine",
+            "torch",
+            "--dtype",
+            "float64",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        [*short, "--engine", "scalar-fused"],
+    ]
     assert not dynamo_imported(DYNAMO_CHECK.format(runs=runs))
     # the check can fail: building any torch.optim optimizer imports it
-    assert dynamo_imported("import sys, torch; torch.optim.Adam(torch.nn.Linear(2, 2).parameters());"
-                           "print('torch._dynamo' in sys.modules)")
+    assert dynamo_imported(
+        "import sys, torch; torch.optim.Adam(torch.nn.Linear(2, 2).parameters());"
+        "print('torch._dynamo' in sys.modules)"
+    )

@@ -1,4 +1,6 @@
-"""The scalar autograd engine: every op's gradient, deep graphs, repeated backward, the fused dot."""
+"""The scalar autograd engine: every op's gradient, deep graphs, repeated backward, the
+fused dot.
+"""
 
 import math
 import random
@@ -7,8 +9,9 @@ import pytest
 
 from microgpt.autograd import Value, dot, zero_grad
 
-# Each op as a function of one or two Values, with inputs where it is smooth (log and ** need x > 0,
-# relu is tested away from its kink at 0). Plain numbers on either side exercise the reflected ops.
+# Each op as a function of one or two Values, with inputs where it is smooth (log and **
+# need x > 0, relu is tested away from its kink at 0). Plain numbers on either side
+# exercise the reflected ops.
 UNARY = {
     "neg": (lambda a: -a, 1.3),
     "log": (lambda a: a.log(), 1.7),
@@ -63,23 +66,36 @@ def test_unary_ops_match_finite_differences(name):
 def test_binary_ops_match_finite_differences(name):
     f, xs = BINARY[name], [1.3, 0.7]
     _, g = grads(f, xs)
-    assert g == pytest.approx([numeric_grad(f, xs, i) for i in range(2)], rel=1e-6, abs=1e-8)
+    assert g == pytest.approx(
+        [numeric_grad(f, xs, i) for i in range(2)], rel=1e-6, abs=1e-8
+    )
 
 
 def test_forward_values_are_plain_float_arithmetic():
     a, b = Value(1.5), Value(-0.25)
     assert (a + b).data == 1.25 and (a - b).data == 1.75 and (a * b).data == -0.375
     assert (a / b).data == 1.5 * (-0.25) ** -1 and (-a).data == -1.5
-    assert (a**2).data == 2.25 and a.log().data == math.log(1.5) and b.exp().data == math.exp(-0.25)
+    assert (
+        (a**2).data == 2.25
+        and a.log().data == math.log(1.5)
+        and b.exp().data == math.exp(-0.25)
+    )
     assert b.relu().data == 0.0 and a.relu().data == 1.5
-    assert (2 - a).data == 0.5 and (3 / a).data == 2.0 and (1 + a).data == 2.5 and (2 * a).data == 3.0
+    assert (
+        (2 - a).data == 0.5
+        and (3 / a).data == 2.0
+        and (1 + a).data == 2.5
+        and (2 * a).data == 3.0
+    )
 
 
 def test_matches_torch_autograd():
     torch = pytest.importorskip("torch")
     xs = [0.9, -0.4, 1.6]
 
-    def f(a, b, c, exp=lambda t: t.exp(), log=lambda t: t.log(), relu=lambda t: t.relu()):
+    def f(
+        a, b, c, exp=lambda t: t.exp(), log=lambda t: t.log(), relu=lambda t: t.relu()
+    ):
         h = relu(a * b + c) + exp(b) / c - (a - 2) ** 2
         return log(h * h + 1) * a + 3 / (c + 1)
 
@@ -105,7 +121,8 @@ def test_deep_chain_backpropagates_without_recursion():
         y = y * 1.0 + 0.0
     y.backward()
     assert x.grad == 1.0
-    assert len(y.topo_order()) == 1 + 4 * 100_000  # x, and per link two constants and two op nodes
+    # x, and per link two constants and two op nodes
+    assert len(y.topo_order()) == 1 + 4 * 100_000
 
 
 def test_topo_order_puts_children_first_and_each_node_once():
@@ -127,7 +144,11 @@ def test_backward_twice_doubles_leaves_and_resets_inner_nodes():
     out.backward()
     first = (a.grad, b.grad, c.grad)
     out.backward()
-    assert (a.grad, b.grad) == (2 * first[0], 2 * first[1])  # leaves accumulate: exactly doubled
+    # leaves accumulate: exactly doubled
+    assert (a.grad, b.grad) == (
+        2 * first[0],
+        2 * first[1],
+    )
     assert c.grad == first[2]  # inner nodes start from zero on every backward
     zero_grad([a, b])
     assert (a.grad, b.grad) == (0.0, 0.0)
@@ -137,7 +158,9 @@ def test_backward_twice_doubles_leaves_and_resets_inner_nodes():
 
 def random_vectors(n: int, seed: int) -> tuple[list[Value], list[Value]]:
     rng = random.Random(seed)
-    return [Value(rng.gauss(0, 1)) for _ in range(n)], [Value(rng.gauss(0, 1)) for _ in range(n)]
+    return [Value(rng.gauss(0, 1)) for _ in range(n)], [
+        Value(rng.gauss(0, 1)) for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("n", [1, 2, 16, 64])
@@ -145,7 +168,8 @@ def test_fused_dot_equals_the_atomic_sum(n):
     xs, ys = random_vectors(n, seed=n)
     atomic = sum(x * y for x, y in zip(xs, ys))
     fused = dot(xs, ys)
-    assert fused.data == atomic.data  # the same additions in the same order: bit for bit
+    # the same additions in the same order: bit for bit
+    assert fused.data == atomic.data
     (atomic * atomic).backward()
     expected = [v.grad for v in xs + ys]
     zero_grad(xs + ys)

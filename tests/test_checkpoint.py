@@ -1,4 +1,6 @@
-"""Checkpoints: round trip, RNG states, atomic writes, and refusal of anything that is not ours."""
+"""Checkpoints: round trip, RNG states, atomic writes, and refusal of anything that is
+not ours.
+"""
 
 import os
 import random
@@ -9,7 +11,13 @@ import pytest
 import torch
 
 from microgpt import checkpoint
-from microgpt.checkpoint import CheckpointError, load_checkpoint, model_from, save_checkpoint, tokenizer_from
+from microgpt.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from,
+    save_checkpoint,
+    tokenizer_from,
+)
 from microgpt.config import GPTConfig
 from microgpt.model import GPT
 from microgpt.tokenizer import CharTokenizer
@@ -25,21 +33,30 @@ def write(path, step=3):
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.tensor([[0, 1, 2]])).sum().backward()
     optimizer.step()
-    save_checkpoint(path, model, CONFIG, TOK, "shakespeare", step, optimizer, {"steps": 10})
+    save_checkpoint(
+        path, model, CONFIG, TOK, "shakespeare", step, optimizer, {"steps": 10}
+    )
     return model, optimizer
 
 
 def test_round_trip(tmp_path):
     model, optimizer = write(tmp_path / "ckpt.pt")
     ckpt = load_checkpoint(tmp_path / "ckpt.pt")
-    assert ckpt["step"] == 3 and ckpt["run"] == {"steps": 10} and ckpt["dataset"] == "shakespeare"
+    assert (
+        ckpt["step"] == 3
+        and ckpt["run"] == {"steps": 10}
+        and ckpt["dataset"] == "shakespeare"
+    )
     assert tokenizer_from(ckpt).chars == TOK.chars
     loaded = model_from(ckpt)
     idx = torch.tensor([[3, 0, 1, 2]])
     assert torch.equal(loaded(idx), model.eval()(idx))
     fresh = torch.optim.AdamW(loaded.parameters())
     fresh.load_state_dict(ckpt["optimizer"])
-    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        fresh.state_dict()["state"][0]["exp_avg"],
+        optimizer.state_dict()["state"][0]["exp_avg"],
+    )
 
 
 def test_rng_states_come_back():
@@ -86,7 +103,8 @@ def test_mps_generator_is_saved_and_restored(tmp_path, monkeypatch):
 
 
 def test_a_state_without_mps_leaves_the_mps_generator_alone(tmp_path, monkeypatch):
-    # Checkpoints written before the MPS generator was saved, or on a machine without one.
+    # Checkpoints written before the MPS generator was saved, or on a machine without
+    # one.
     write(tmp_path / "ckpt.pt")
     rng = load_checkpoint(tmp_path / "ckpt.pt")["rng"]
     old = {key: value for key, value in rng.items() if key != "mps"}
@@ -117,16 +135,22 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
 def test_write_goes_through_a_renamed_temp_file(tmp_path, monkeypatch):
     seen = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda src, dst: (seen.append((src, dst)), real_replace(src, dst)))
+    monkeypatch.setattr(
+        os,
+        "replace",
+        lambda src, dst: (seen.append((src, dst)), real_replace(src, dst)),
+    )
     write(tmp_path / "ckpt.pt")
-    (src, dst), = seen
+    ((src, dst),) = seen
     assert os.path.dirname(src) == str(tmp_path) and dst == tmp_path / "ckpt.pt"
 
 
 def test_checkpoint_gets_an_ordinary_files_permissions(tmp_path):
     write(tmp_path / "ckpt.pt")
     (tmp_path / "plain.txt").write_text("x")
-    assert (tmp_path / "ckpt.pt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
+    assert (tmp_path / "ckpt.pt").stat().st_mode == (
+        tmp_path / "plain.txt"
+    ).stat().st_mode
 
 
 def test_missing_file(tmp_path):
@@ -149,7 +173,9 @@ def test_garbage_file(tmp_path, content):
         load_checkpoint(tmp_path / "bad.pt")
 
 
-@pytest.mark.parametrize("obj", [{"weights": torch.zeros(2)}, [1, 2], {"format": "other"}])
+@pytest.mark.parametrize(
+    "obj", [{"weights": torch.zeros(2)}, [1, 2], {"format": "other"}]
+)
 def test_foreign_torch_file(tmp_path, obj):
     torch.save(obj, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="is not a microgpt checkpoint"):
@@ -180,7 +206,10 @@ class Payload:
 
 def test_refuses_a_checkpoint_that_pickles_code(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"format": checkpoint.FORMAT, "format_version": 1, "x": Payload(marker)}, tmp_path / "evil.pt")
+    torch.save(
+        {"format": checkpoint.FORMAT, "format_version": 1, "x": Payload(marker)},
+        tmp_path / "evil.pt",
+    )
     with pytest.raises(CheckpointError, match="refusing to load it"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
@@ -194,14 +223,24 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
         model_from(ckpt)
 
 
-
 def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    result = subprocess.run([sys.executable, "-m", "microgpt", "sample", "--checkpoint", str(tmp_path / "bad.pt")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microgpt",
+            "sample",
+            "--checkpoint",
+            str(tmp_path / "bad.pt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"microgpt: error: {tmp_path / 'bad.pt'} is truncated or not a checkpoint (not a torch.save archive)"
+        f"microgpt: error: {tmp_path / 'bad.pt'} is truncated or not a checkpoint "
+        "(not a torch.save archive)"
     ]
 
 
@@ -234,26 +273,39 @@ def test_atomic_save_on_windows_skips_the_folder_fsync(tmp_path, monkeypatch):
     # The same save on POSIX does open the folder, to fsync it:
     opened = []
     posix = _OsAs("posix")
-    posix.open = lambda path, flags, *args: (opened.append(path), os.open(path, flags, *args))[1]
+    posix.open = lambda path, flags, *args: (
+        opened.append(path),
+        os.open(path, flags, *args),
+    )[1]
     monkeypatch.setattr(checkpoint, "os", posix)
     write(tmp_path / "ckpt.pt", step=3)
     assert opened == [tmp_path]
 
 
 @pytest.mark.parametrize("where", ["open", "fsync"])
-def test_a_refused_folder_fsync_does_not_fail_a_finished_save(tmp_path, monkeypatch, where):
+def test_a_refused_folder_fsync_does_not_fail_a_finished_save(
+    tmp_path, monkeypatch, where
+):
     # Some FUSE and network file systems refuse to open or fsync a folder (EINVAL and
     # the like); the new file is in place by then, so the save must still succeed.
     real_open, real_fsync = os.open, os.fsync
 
     def refuse(kind, real):
         def call(target, *args):
-            if kind == "open" and os.path.isdir(target) or kind == "fsync" and os.path.isdir(f"/proc/self/fd/{target}"):
+            if (
+                kind == "open"
+                and os.path.isdir(target)
+                or kind == "fsync"
+                and os.path.isdir(f"/proc/self/fd/{target}")
+            ):
                 raise OSError(22, "Invalid argument")
             return real(target, *args)
+
         return call
 
-    monkeypatch.setattr(os, where, refuse(where, real_open if where == "open" else real_fsync))
+    monkeypatch.setattr(
+        os, where, refuse(where, real_open if where == "open" else real_fsync)
+    )
     write(tmp_path / "ckpt.pt", step=1)
     write(tmp_path / "ckpt.pt", step=2)
     monkeypatch.undo()
@@ -262,7 +314,9 @@ def test_a_refused_folder_fsync_does_not_fail_a_finished_save(tmp_path, monkeypa
 
 
 class _Fcntl:
-    """Records F_FULLFSYNC requests; ``fails`` makes it behave like a file system without it."""
+    """Records F_FULLFSYNC requests; ``fails`` makes it behave like a file system
+    without it.
+    """
 
     F_FULLFSYNC = 51
 
@@ -285,6 +339,7 @@ def test_atomic_save_on_macos_asks_for_a_full_fsync(tmp_path, monkeypatch, fails
     monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
     write(tmp_path / "ckpt.pt")
     assert fake.calls == [_Fcntl.F_FULLFSYNC] * 2  # the file, then its folder
-    assert len(fsyncs) == (2 if fails else 0)  # plain fsync only where F_FULLFSYNC fails
+    # plain fsync only where F_FULLFSYNC fails
+    assert len(fsyncs) == (2 if fails else 0)
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 3

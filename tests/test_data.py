@@ -1,4 +1,6 @@
-"""Finding, downloading, verifying and caching the datasets, against a local HTTP server."""
+"""Finding, downloading, verifying and caching the datasets, against a local HTTP
+server.
+"""
 
 import hashlib
 import http.server
@@ -15,7 +17,9 @@ GOOD = b"emma\nolivia\n\nava\n"
 
 @pytest.fixture
 def server(tmp_path):
-    """A local HTTP server on 127.0.0.1 serving good.txt and bad.txt from a temp folder."""
+    """A local HTTP server on 127.0.0.1 serving good.txt and bad.txt from a temp
+    folder.
+    """
     root = tmp_path / "www"
     root.mkdir()
     (root / "good.txt").write_bytes(GOOD)
@@ -73,14 +77,18 @@ def test_bad_checksum_is_an_error_and_caches_nothing(server, env, monkeypatch):
     with pytest.raises(data.DataError) as err:
         data.fetch("names")
     message = str(err.value)
-    assert "names.txt" in message and "SHA-256" in message and "MICROGPT_DATA" in message
+    assert (
+        "names.txt" in message and "SHA-256" in message and "MICROGPT_DATA" in message
+    )
     assert str(env) in message
     assert list(env.iterdir()) == []
 
 
 def test_server_down_is_an_error_naming_the_fix(env, monkeypatch):
     use(monkeypatch, dead_url())
-    with pytest.raises(data.DataError, match="could not download names.txt.*MICROGPT_DATA"):
+    with pytest.raises(
+        data.DataError, match="could not download names.txt.*MICROGPT_DATA"
+    ):
         data.fetch("names")
     assert not (env / "names.txt").exists()
 

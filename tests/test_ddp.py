@@ -1,4 +1,6 @@
-"""Distributed data parallel: two CPU processes under torchrun train like one process with the same global batch."""
+"""Distributed data parallel: two CPU processes under torchrun train like one process
+with the same global batch.
+"""
 
 import json
 import os
@@ -14,23 +16,52 @@ import torch.distributed as dist
 from microgpt import cli, distributed
 from microgpt.checkpoint import load_checkpoint, model_from
 
-TINY = ["--batch-size", "4", "--block-size", "32", "--n-embd", "32", "--n-head", "2", "--n-layer", "1",
-        "--dtype", "float32", "--steps", "150", "--eval-interval", "50", "--ckpt-interval", "5", "--quiet"]
+TINY = [
+    "--batch-size",
+    "4",
+    "--block-size",
+    "32",
+    "--n-embd",
+    "32",
+    "--n-head",
+    "2",
+    "--n-layer",
+    "1",
+    "--dtype",
+    "float32",
+    "--steps",
+    "150",
+    "--eval-interval",
+    "50",
+    "--ckpt-interval",
+    "5",
+    "--quiet",
+]
 ENV = {**os.environ, "MICROGPT_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
 
 
 def command(nproc: int, *args) -> list[str]:
-    """``python -m microgpt ARGS``, under torchrun with ``nproc`` processes when there are several."""
-    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
+    """``python -m microgpt ARGS``, under torchrun with ``nproc`` processes when there
+    are several.
+    """
+    launcher = (
+        ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+        if nproc > 1
+        else []
+    )
     return [sys.executable, *launcher, "-m", "microgpt", *map(str, args)]
 
 
 def run(nproc: int, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(command(nproc, *args), env=ENV, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        command(nproc, *args), env=ENV, capture_output=True, text=True, timeout=120
+    )
 
 
 def metrics(folder) -> list[dict]:
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def without_ms(records: list[dict]) -> list[dict]:
@@ -47,10 +78,16 @@ def small(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, small):
-    """The same 150-step run by one process and by two; returns the folder and both completed processes."""
+    """The same 150-step run by one process and by two; returns the folder and both
+    completed processes.
+    """
     folder = tmp_path_factory.mktemp("ddp")
-    one = run(1, "train", "shakespeare", "--data", small, "--out", folder / "one", *TINY)
-    two = run(2, "train", "shakespeare", "--data", small, "--out", folder / "two", *TINY)
+    one = run(
+        1, "train", "shakespeare", "--data", small, "--out", folder / "one", *TINY
+    )
+    two = run(
+        2, "train", "shakespeare", "--data", small, "--out", folder / "two", *TINY
+    )
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     return folder, one, two
@@ -73,17 +110,33 @@ def test_rank_0_alone_prints(runs):
     lines, single = two.stdout.splitlines(), one.stdout.splitlines()
     assert len(lines) == len(single) == 6
     assert lines[:2] == single[:2] and lines[3] == single[3]
-    assert lines[2] == "run: 150 steps of 4 x 32 characters (2 processes, 2 blocks each)"
-    assert lines[4] == f"wrote {folder / 'two' / 'ckpt.pt'} and {folder / 'two' / 'metrics.jsonl'}"
+    assert (
+        lines[2] == "run: 150 steps of 4 x 32 characters (2 processes, 2 blocks each)"
+    )
+    assert (
+        lines[4]
+        == f"wrote {folder / 'two' / 'ckpt.pt'} and {folder / 'two' / 'metrics.jsonl'}"
+    )
     assert lines[5].startswith("trained 150 steps in ")
     assert two.stderr == ""
 
 
 def test_rank_0_alone_writes_a_single_process_checkpoint(runs):
     folder, _, _ = runs
-    assert sorted(p.name for p in (folder / "two").iterdir()) == ["best.pt", "ckpt.pt", "metrics.jsonl"]
-    one, two = load_checkpoint(folder / "one" / "ckpt.pt"), load_checkpoint(folder / "two" / "ckpt.pt")
-    assert two["step"] == 150 and two["run"] == one["run"] and two["model"].keys() == one["model"].keys()
+    assert sorted(p.name for p in (folder / "two").iterdir()) == [
+        "best.pt",
+        "ckpt.pt",
+        "metrics.jsonl",
+    ]
+    one, two = (
+        load_checkpoint(folder / "one" / "ckpt.pt"),
+        load_checkpoint(folder / "two" / "ckpt.pt"),
+    )
+    assert (
+        two["step"] == 150
+        and two["run"] == one["run"]
+        and two["model"].keys() == one["model"].keys()
+    )
     for name, weight in model_from(two).state_dict().items():
         torch.testing.assert_close(weight, one["model"][name], rtol=1e-4, atol=1e-5)
 
@@ -92,15 +145,31 @@ def test_resume_under_torchrun_after_a_kill(runs, small):
     folder, _, _ = runs
     out = folder / "killed"
     args = ["train", "shakespeare", "--data", small, "--out", out, *TINY]
-    proc = subprocess.Popen(command(2, *args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(2, *args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     while not (out / "ckpt.pt").exists() and proc.poll() is None:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both workers, which die at once
+    # torchrun passes it on to both workers, which die at once
+    proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) != 0
     step = load_checkpoint(out / "ckpt.pt")["step"]
     assert 0 < step < 150
-    resumed = run(2, "train", "shakespeare", "--data", small, "--out", out, "--resume", "--quiet",
-                  "--eval-interval", "50", "--ckpt-interval", "5")
+    resumed = run(
+        2,
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        out,
+        "--resume",
+        "--quiet",
+        "--eval-interval",
+        "50",
+        "--ckpt-interval",
+        "5",
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after step {step}" in resumed.stdout
     assert without_ms(metrics(out)) == without_ms(metrics(folder / "two"))
@@ -108,11 +177,36 @@ def test_resume_under_torchrun_after_a_kill(runs, small):
 
 def test_a_batch_that_does_not_split_evenly(small, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    for rank, expected in [("0", ["microgpt: error: --batch-size 5 does not split evenly across 2 processes; "
-                                  "use a multiple of 2"]), ("1", [])]:
+    for rank, expected in [
+        (
+            "0",
+            [
+                "microgpt: error: --batch-size 5 does not split evenly "
+                "across 2 processes; use a multiple of 2"
+            ],
+        ),
+        ("1", []),
+    ]:
         monkeypatch.setenv("RANK", rank)
-        assert cli.main(["train", "shakespeare", "--data", str(small), "--out", str(tmp_path), "--batch-size", "5",
-                         "--device", "cpu", "--steps", "3"]) == 1
+        assert (
+            cli.main(
+                [
+                    "train",
+                    "shakespeare",
+                    "--data",
+                    str(small),
+                    "--out",
+                    str(tmp_path),
+                    "--batch-size",
+                    "5",
+                    "--device",
+                    "cpu",
+                    "--steps",
+                    "3",
+                ]
+            )
+            == 1
+        )
         captured = capsys.readouterr()
         assert captured.err.splitlines() == expected and captured.out == ""
 
@@ -120,9 +214,17 @@ def test_a_batch_that_does_not_split_evenly(small, tmp_path, capsys, monkeypatch
 def test_ddp_does_not_broadcast_buffers(monkeypatch):
     made = {}
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda model, **kw: made.update(kw) or model)
+    monkeypatch.setattr(
+        torch.nn.parallel,
+        "DistributedDataParallel",
+        lambda model, **kw: made.update(kw) or model,
+    )
     distributed.wrap(torch.nn.Linear(2, 2), torch.device("cpu"))
-    assert made == {"device_ids": None, "broadcast_buffers": False}  # older torch's name, this fake's signature
+    # older torch's name, this fake's signature
+    assert made == {
+        "device_ids": None,
+        "broadcast_buffers": False,
+    }
 
 
 def test_gradients_sync_only_on_the_last_micro_batch():
@@ -139,7 +241,18 @@ def test_gradients_sync_only_on_the_last_micro_batch():
 
 def test_accumulation_in_two_processes_logs_the_losses_of_one(runs, small):
     folder, _, _ = runs
-    acc = run(2, "train", "shakespeare", "--data", small, "--out", folder / "accum", *TINY, "--grad-accum", "2")
+    acc = run(
+        2,
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        folder / "accum",
+        *TINY,
+        "--grad-accum",
+        "2",
+    )
     assert acc.returncode == 0, acc.stderr
     assert "(2 processes, 2 blocks each) in 2 micro-batches of 1" in acc.stdout
     for a, b in zip(metrics(folder / "one"), metrics(folder / "accum")):

@@ -1,4 +1,6 @@
-"""Device choice: CUDA > MPS > CPU, explicit choices win, missing devices are clear errors."""
+"""Device choice: CUDA > MPS > CPU, explicit choices win, missing devices are clear
+errors.
+"""
 
 import pytest
 import torch
@@ -12,7 +14,9 @@ def machine(monkeypatch):
 
     def have(cuda: bool = False, mps: bool = False, cuda_count: int = 1):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-        monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_count if cuda else 0)
+        monkeypatch.setattr(
+            torch.cuda, "device_count", lambda: cuda_count if cuda else 0
+        )
         monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
         monkeypatch.delenv("MICROGPT_DEVICE", raising=False)
 
@@ -21,7 +25,12 @@ def machine(monkeypatch):
 
 @pytest.mark.parametrize(
     ("cuda", "mps", "expected"),
-    [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+    [
+        (True, True, "cuda"),
+        (True, False, "cuda"),
+        (False, True, "mps"),
+        (False, False, "cpu"),
+    ],
 )
 def test_auto_prefers_cuda_then_mps_then_cpu(machine, cuda, mps, expected):
     machine(cuda=cuda, mps=mps)
@@ -39,7 +48,9 @@ def test_explicit_choice_wins(machine, monkeypatch):
 
 def test_missing_device_is_a_clear_error(machine):
     machine(cuda=False, mps=False)
-    with pytest.raises(dev.DeviceError, match="'cuda' is not available.*available: cpu"):
+    with pytest.raises(
+        dev.DeviceError, match="'cuda' is not available.*available: cpu"
+    ):
         dev.pick_device("cuda")
     with pytest.raises(dev.DeviceError, match="not available"):
         dev.pick_device("mps")

@@ -1,4 +1,6 @@
-"""The book's running pipeline figure: it draws every stage, lights the asked ones, refuses unknown ones."""
+"""The book's running pipeline figure: it draws every stage, lights the asked ones,
+refuses unknown ones.
+"""
 
 import matplotlib
 import pytest
@@ -16,7 +18,9 @@ def texts(fig) -> dict[str, str]:
 def test_every_stage_is_drawn_and_only_the_asked_ones_are_lit():
     drawn = texts(figures.pipeline("attention", "mlp", part=2))
     for key, label in figures.STAGES:
-        assert drawn[label] == ("bold" if key in ("attention", "mlp") else "normal"), key
+        assert drawn[label] == ("bold" if key in ("attention", "mlp") else "normal"), (
+            key
+        )
     assert drawn["Part II  PyTorch tensors"] == "bold"
     assert drawn["Part I  scalars, pure Python"] == "normal"
 
@@ -25,10 +29,13 @@ def test_nothing_lit_without_arguments():
     assert set(texts(figures.pipeline()).values()) == {"normal"}
 
 
-@pytest.mark.parametrize("args, kwargs, message", [
-    (("attenton",), {}, "unknown stage"),
-    ((), {"part": 5}, "part must be 1 to 4"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        (("attenton",), {}, "unknown stage"),
+        ((), {"part": 5}, "part must be 1 to 4"),
+    ],
+)
 def test_bad_arguments_are_refused(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         figures.pipeline(*args, **kwargs)

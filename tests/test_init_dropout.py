@@ -1,4 +1,6 @@
-"""Initialisation (a first loss near a uniform guess at every width, the names model's 0.08 kept) and dropout."""
+"""Initialisation (a first loss near a uniform guess at every width, the names model's
+0.08 kept) and dropout.
+"""
 
 import math
 
@@ -18,7 +20,9 @@ def splits(data_dir):
 
 
 def first_loss(splits, config: GPTConfig, seed: int, batch: int) -> float:
-    """The loss of a freshly made model on the first training batch, as train_text draws them."""
+    """The loss of a freshly made model on the first training batch, as train_text draws
+    them.
+    """
     torch.manual_seed(seed)
     model = GPT(config, sdpa=True)
     x, y = get_batch(splits.train, 0, seed, config.block_size, batch)
@@ -38,20 +42,31 @@ def test_the_names_model_keeps_the_original_init():
 
 def test_default_shakespeare_model_starts_near_a_uniform_guess(splits):
     s = SHAKESPEARE
-    config = GPTConfig(splits.tokenizer.vocab_size, s["block_size"], s["n_layer"], s["n_embd"], s["n_head"])
+    config = GPTConfig(
+        splits.tokenizer.vocab_size,
+        s["block_size"],
+        s["n_layer"],
+        s["n_embd"],
+        s["n_head"],
+    )
     uniform = math.log(config.vocab_size)  # ln 66 = 4.19
     assert abs(first_loss(splits, config, s["seed"], s["batch_size"]) - uniform) < 0.3
 
 
 @pytest.mark.parametrize("width", [32, 64, 256])
 def test_first_loss_near_uniform_at_every_width(splits, width):
-    config = GPTConfig(splits.tokenizer.vocab_size, block_size=64, n_layer=4, n_embd=width, n_head=4)
+    config = GPTConfig(
+        splits.tokenizer.vocab_size, block_size=64, n_layer=4, n_embd=width, n_head=4
+    )
     assert abs(first_loss(splits, config, 0, 8) - math.log(config.vocab_size)) < 0.3
     torch.manual_seed(0)
-    too_wide = GPT(config, std=0.08)  # the names model's std, kept at this width, starts far off from 64 up
+    # the names model's std, kept at this width, starts far off from 64 up
+    too_wide = GPT(config, std=0.08)
     x, y = get_batch(splits.train, 0, 0, config.block_size, 8)
     with torch.no_grad():
-        assert (lm_loss(too_wide, x, y).item() - math.log(config.vocab_size) > 0.3) == (width >= 64)
+        assert (lm_loss(too_wide, x, y).item() - math.log(config.vocab_size) > 0.3) == (
+            width >= 64
+        )
 
 
 CONFIG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_embd=16, n_head=4)
@@ -64,7 +79,10 @@ def make(dropout: float, sdpa: bool) -> GPT:
 
 @pytest.mark.parametrize("sdpa", [False, True])
 def test_dropout_zero_changes_nothing(sdpa):
-    model, x = make(0.0, sdpa), torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1))
+    model, x = (
+        make(0.0, sdpa),
+        torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1)),
+    )
     torch.manual_seed(5)
     trained = model.train()(x)
     state = torch.get_rng_state()
@@ -78,7 +96,10 @@ def test_dropout_zero_changes_nothing(sdpa):
 def test_dropout_acts_in_training_only(sdpa):
     x = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1))
     model, plain = make(0.5, sdpa), make(0.0, sdpa)
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), plain.parameters()))  # same weights
+    # same weights
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.parameters(), plain.parameters())
+    )
     assert not torch.equal(model.train()(x), model(x))  # a new mask each call
     assert torch.equal(model.eval()(x), plain.eval()(x))  # evaluation: no dropout
 

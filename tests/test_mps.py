@@ -1,5 +1,6 @@
-"""Apple's MPS, simulated (no Mac here): float32 only, fused optimizers where torch has them, no torch.compile,
-and every command either runs or stops with one line saying why."""
+"""Apple's MPS, simulated (no Mac here): float32 only, fused optimizers where torch has
+them, no torch.compile, and every command either runs or stops with one line saying why.
+"""
 
 import pytest
 import torch
@@ -35,21 +36,35 @@ def test_fused_adam_where_torch_has_it(monkeypatch):
     assert has_fused_adam(torch.device("cpu")) and has_fused_adam(torch.device("cuda"))
     monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion("2.4.1"))
     assert not has_fused_adam(MPS)
-    monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion("2.13.0"))
+    monkeypatch.setattr(
+        torch, "__version__", torch.torch_version.TorchVersion("2.13.0")
+    )
     assert has_fused_adam(MPS)
 
 
-@pytest.mark.parametrize("dtype, why", [("bfloat16", "microgpt trains in float32 on MPS"),
-                                        ("float16", "microgpt trains in float32 on MPS")])
-def test_shakespeare_refuses_16_bit_on_mps_and_writes_nothing(mac, capsys, tmp_path, data_dir, dtype, why):
+@pytest.mark.parametrize(
+    "dtype, why",
+    [
+        ("bfloat16", "microgpt trains in float32 on MPS"),
+        ("float16", "microgpt trains in float32 on MPS"),
+    ],
+)
+def test_shakespeare_refuses_16_bit_on_mps_and_writes_nothing(
+    mac, capsys, tmp_path, data_dir, dtype, why
+):
     out = tmp_path / "run"
-    line = one_error_line(capsys, ["train", "shakespeare", "--out", str(out), "--dtype", dtype, "--steps", "1"])
+    line = one_error_line(
+        capsys,
+        ["train", "shakespeare", "--out", str(out), "--dtype", dtype, "--steps", "1"],
+    )
     assert line == f"microgpt: error: --dtype {dtype}: {why}; use --dtype float32"
     assert not out.exists()
 
 
 def test_names_refuses_float64_and_compile_on_mps(mac, capsys):
-    assert "MPS has no float64" in one_error_line(capsys, ["train", "names", "--dtype", "float64", "--steps", "1"])
+    assert "MPS has no float64" in one_error_line(
+        capsys, ["train", "names", "--dtype", "float64", "--steps", "1"]
+    )
     line = one_error_line(capsys, ["train", "names", "--compile", "--steps", "1"])
     assert "--compile: microgpt does not use torch.compile on MPS" in line
 
@@ -58,8 +73,12 @@ def test_data_parallel_on_mps_is_one_line(mac, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    line = one_error_line(capsys, ["train", "shakespeare", "--out", str(tmp_path / "run"), "--steps", "1"])
-    assert "distributed training runs on CUDA (NCCL) or the CPU (gloo), not on mps" in line
+    line = one_error_line(
+        capsys, ["train", "shakespeare", "--out", str(tmp_path / "run"), "--steps", "1"]
+    )
+    assert (
+        "distributed training runs on CUDA (NCCL) or the CPU (gloo), not on mps" in line
+    )
 
 
 def test_bench_skips_compiled_rungs_on_mps(mac, monkeypatch, capsys):

@@ -1,4 +1,6 @@
-"""Part I's chapters build pieces inline to teach them; each must equal the package's piece."""
+"""Part I's chapters build pieces inline to teach them; each must equal the package's
+piece.
+"""
 
 import json
 import math
@@ -14,7 +16,9 @@ BOOK = Path(__file__).resolve().parent.parent / "book"
 
 
 def exec_cells(notebook: str, markers: list[str], namespace: dict) -> dict:
-    """Exec, in order, every code cell of ``notebook`` that contains one of ``markers``."""
+    """Exec, in order, every code cell of ``notebook`` that contains one of
+    ``markers``.
+    """
     cells = json.loads((BOOK / notebook).read_text())["cells"]
     found = set()
     for cell in cells:
@@ -28,7 +32,11 @@ def exec_cells(notebook: str, markers: list[str], namespace: dict) -> dict:
 
 
 def chapter_2_value() -> type:
-    ns = exec_cells("02_autograd.ipynb", ["class Value:", "def backward(self):", "Value.__pow__ ="], {"math": math})
+    ns = exec_cells(
+        "02_autograd.ipynb",
+        ["class Value:", "def backward(self):", "Value.__pow__ ="],
+        {"math": math},
+    )
     return ns["Value"]
 
 
@@ -51,19 +59,34 @@ def test_chapter_2_value_equals_the_packages():
 
 
 def chapter_3(config: GPTConfig, weights: dict) -> dict:
-    state = {name: [[autograd.Value(x) for x in row] for row in mat] for name, mat in weights.items()}
-    markers = ["def linear(", "def rmsnorm(", "def softmax(", "def attention(", "def gpt("]
+    state = {
+        name: [[autograd.Value(x) for x in row] for row in mat]
+        for name, mat in weights.items()
+    }
+    markers = [
+        "def linear(",
+        "def rmsnorm(",
+        "def softmax(",
+        "def attention(",
+        "def gpt(",
+    ]
     return exec_cells("03_the_model.ipynb", markers, {"config": config, "state": state})
 
 
 def run_piece(piece) -> tuple:
-    """Outputs and input gradients of ``piece(x, w)`` on fixed random inputs, under a weighted-sum loss."""
+    """Outputs and input gradients of ``piece(x, w)`` on fixed random inputs, under a
+    weighted-sum loss.
+    """
     rng = random.Random(1)
     x = [autograd.Value(rng.gauss(0, 1)) for _ in range(16)]
     w = [[autograd.Value(rng.gauss(0, 1)) for _ in range(16)] for _ in range(5)]
     out = piece(x, w)
     sum(o * (i + 1) for i, o in enumerate(out)).backward()
-    return [o.data for o in out], [v.grad for v in x], [v.grad for row in w for v in row]
+    return (
+        [o.data for o in out],
+        [v.grad for v in x],
+        [v.grad for row in w for v in row],
+    )
 
 
 def test_chapter_3_blocks_equal_the_packages():
@@ -71,23 +94,34 @@ def test_chapter_3_blocks_equal_the_packages():
     ns = chapter_3(config, scalar.init_weights(config, random.Random(0)))
     model = scalar.ScalarGPT(config, scalar.init_weights(config, random.Random(0)))
     assert run_piece(ns["linear"]) == run_piece(model.linear)
-    assert run_piece(lambda x, w: ns["rmsnorm"](x)) == run_piece(lambda x, w: model.rmsnorm(x))
-    assert run_piece(lambda x, w: ns["softmax"](x)) == run_piece(lambda x, w: scalar.softmax(x))
+    assert run_piece(lambda x, w: ns["rmsnorm"](x)) == run_piece(
+        lambda x, w: model.rmsnorm(x)
+    )
+    assert run_piece(lambda x, w: ns["softmax"](x)) == run_piece(
+        lambda x, w: scalar.softmax(x)
+    )
 
 
-@pytest.mark.parametrize("config", [GPTConfig(27), GPTConfig(7, block_size=8, n_layer=2, n_embd=8, n_head=2)])
+@pytest.mark.parametrize(
+    "config", [GPTConfig(27), GPTConfig(7, block_size=8, n_layer=2, n_embd=8, n_head=2)]
+)
 def test_chapter_3_gpt_equals_the_packages(config):
     weights = scalar.init_weights(config, random.Random(2), std=0.3)
     ns = chapter_3(config, weights)
     model = scalar.ScalarGPT(config, weights, fused=False)
     bos = config.vocab_size - 1
     tokens = [bos, *(random.Random(3).randrange(bos) for _ in range(6)), bos]
-    keys, values = [[] for _ in range(config.n_layer)], [[] for _ in range(config.n_layer)]
+    keys, values = (
+        [[] for _ in range(config.n_layer)],
+        [[] for _ in range(config.n_layer)],
+    )
     cache = model.new_cache()
     losses = []
     for pos in range(len(tokens) - 1):
         logits = ns["gpt"](tokens[pos], pos, keys, values)
-        assert [v.data for v in logits] == [v.data for v in model(tokens[pos], pos, cache)]
+        assert [v.data for v in logits] == [
+            v.data for v in model(tokens[pos], pos, cache)
+        ]
         losses.append(-ns["softmax"](logits)[tokens[pos + 1]].log())
     loss = (1 / len(losses)) * sum(losses)
     loss.backward()
@@ -99,11 +133,21 @@ def test_chapter_3_gpt_equals_the_packages(config):
 
 
 def test_chapter_4_training_loop_equals_scalar_train():
-    ns = exec_cells("04_training_and_sampling.ipynb", ["def adam_step(", "def train_loop("], {"scalar": scalar})
+    ns = exec_cells(
+        "04_training_and_sampling.ipynb",
+        ["def adam_step(", "def train_loop("],
+        {"scalar": scalar},
+    )
     config = GPTConfig(27)
     weights = scalar.init_weights(config, random.Random(4))
     rng = random.Random(5)
-    docs = [[26, *(rng.randrange(26) for _ in range(rng.randrange(1, 9))), 26] for _ in range(6)]
-    mine, package = scalar.ScalarGPT(config, weights, fused=True), scalar.ScalarGPT(config, weights, fused=True)
+    docs = [
+        [26, *(rng.randrange(26) for _ in range(rng.randrange(1, 9))), 26]
+        for _ in range(6)
+    ]
+    mine, package = (
+        scalar.ScalarGPT(config, weights, fused=True),
+        scalar.ScalarGPT(config, weights, fused=True),
+    )
     assert ns["train_loop"](mine, docs, 8) == scalar.train(package, docs, 8)
     assert mine.weights() == package.weights()

@@ -1,4 +1,6 @@
-"""Precision: what --dtype auto picks on each device class, emulation warnings, float16 with a GradScaler."""
+"""Precision: what --dtype auto picks on each device class, emulation warnings, float16
+with a GradScaler.
+"""
 
 import json
 
@@ -17,22 +19,44 @@ CUDA, CPU, MPS = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
 @pytest.fixture
 def gpu(monkeypatch):
     """A CUDA device of the given compute capability, as torch reports it."""
+
     def make(major: int, minor: int) -> None:
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (major, minor))
+        monkeypatch.setattr(
+            torch.cuda, "get_device_capability", lambda device=None: (major, minor)
+        )
+
     return make
 
 
 @pytest.fixture
 def cpu_with(monkeypatch):
-    """A CPU whose instruction-set flags are exactly the given ones, as torch reports them."""
+    """A CPU whose instruction-set flags are exactly the given ones, as torch reports
+    them.
+    """
+
     def make(*flags: str) -> None:
-        report = {flag: True for flag in flags} | {"num_physical_cores": 2, "cpu_name": "Test CPU"}
-        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: report, raising=False)
+        report = {flag: True for flag in flags} | {
+            "num_physical_cores": 2,
+            "cpu_name": "Test CPU",
+        }
+        monkeypatch.setattr(
+            torch.cpu, "get_capabilities", lambda: report, raising=False
+        )
+
     return make
 
 
-@pytest.mark.parametrize("capability, dtype", [((9, 0), "bfloat16"), ((8, 0), "bfloat16"), ((8, 9), "bfloat16"),
-                                               ((7, 5), "float16"), ((7, 0), "float16"), ((6, 1), "float32")])
+@pytest.mark.parametrize(
+    "capability, dtype",
+    [
+        ((9, 0), "bfloat16"),
+        ((8, 0), "bfloat16"),
+        ((8, 9), "bfloat16"),
+        ((7, 5), "float16"),
+        ((7, 0), "float16"),
+        ((6, 1), "float32"),
+    ],
+)
 def test_auto_on_cuda_follows_compute_capability(gpu, capability, dtype):
     gpu(*capability)
     assert precision.resolve_dtype("auto", CUDA) == dtype
@@ -47,7 +71,8 @@ def test_auto_on_a_cpu_with_native_bfloat16(cpu_with):
 
 
 def test_auto_on_a_cpu_without_native_bfloat16(cpu_with):
-    cpu_with("avx2", "avx512_f", "avx512_bw")  # AVX-512 alone: oneDNN would run bf16, but emulated
+    # AVX-512 alone: oneDNN would run bf16, but emulated
+    cpu_with("avx2", "avx512_f", "avx512_bw")
     assert precision.resolve_dtype("auto", CPU) == "float32"
     assert "no bfloat16 instructions" in precision.auto_dtype(CPU)[1]
 
@@ -65,7 +90,9 @@ def test_cpu_flags_fall_back_to_the_os_then_to_none(monkeypatch, tmp_path):
 
 
 def test_a_onednn_cap_below_bf16_makes_auto_float32(monkeypatch):
-    monkeypatch.setattr(precision, "hardware_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(
+        precision, "hardware_flags", lambda: {"avx2", "avx512f", "avx512_bf16"}
+    )
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     assert precision.resolve_dtype("auto", CPU) == "bfloat16"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
@@ -78,10 +105,15 @@ def test_a_onednn_cap_below_bf16_makes_auto_float32(monkeypatch):
 def test_mps_is_float32_only():
     assert precision.resolve_dtype("auto", MPS) == "float32"
     assert precision.resolve_dtype("float32", MPS) == "float32"
-    with pytest.raises(precision.PrecisionError, match="^--dtype float64: MPS has no float64; use --dtype float32$"):
+    with pytest.raises(
+        precision.PrecisionError,
+        match="^--dtype float64: MPS has no float64; use --dtype float32$",
+    ):
         precision.resolve_dtype("float64", MPS)
     for dtype in ("bfloat16", "float16"):
-        with pytest.raises(precision.PrecisionError, match="microgpt trains in float32 on MPS"):
+        with pytest.raises(
+            precision.PrecisionError, match="microgpt trains in float32 on MPS"
+        ):
             precision.resolve_dtype(dtype, MPS)
 
 
@@ -89,7 +121,11 @@ def test_an_explicit_dtype_is_kept_and_emulation_is_one_warning_line(gpu, cpu_wi
     gpu(7, 5)
     assert precision.resolve_dtype("bfloat16", CUDA) == "bfloat16"
     note = precision.warning("bfloat16", CUDA)
-    assert "emulated" in note and "--dtype auto would pick float16" in note and "\n" not in note
+    assert (
+        "emulated" in note
+        and "--dtype auto would pick float16" in note
+        and "\n" not in note
+    )
     assert precision.warning("float16", CUDA) is None
     gpu(8, 0)
     assert precision.warning("bfloat16", CUDA) is None
@@ -100,7 +136,9 @@ def test_an_explicit_dtype_is_kept_and_emulation_is_one_warning_line(gpu, cpu_wi
 
 def test_tf32_only_for_float32_on_ampere_or_newer(gpu):
     gpu(8, 0)
-    assert precision.use_tf32(CUDA, "float32") and not precision.use_tf32(CUDA, "bfloat16")
+    assert precision.use_tf32(CUDA, "float32") and not precision.use_tf32(
+        CUDA, "bfloat16"
+    )
     gpu(7, 5)
     assert not precision.use_tf32(CUDA, "float32")
     assert not precision.use_tf32(CPU, "float32")
@@ -113,14 +151,18 @@ def test_tf32_only_for_float32_on_ampere_or_newer(gpu):
 
 def test_autocast_casts_matmuls_to_the_chosen_dtype():
     a = torch.randn(4, 4)
-    for dtype, expected in [("bfloat16", torch.bfloat16), ("float16", torch.float16), ("float32", torch.float32)]:
+    for dtype, expected in [
+        ("bfloat16", torch.bfloat16),
+        ("float16", torch.float16),
+        ("float32", torch.float32),
+    ]:
         with precision.autocast(CPU, dtype):
             assert (a @ a).dtype == expected
     assert precision.grad_scaler(CPU, "float16").is_enabled()
     assert not precision.grad_scaler(CPU, "bfloat16").is_enabled()
 
 
-# --- float16 for real on the CPU: the loss is scaled, the gradients unscaled before clipping ----------
+# --- float16 for real on the CPU: the loss is scaled, the gradients unscaled before cli
 
 
 @pytest.fixture(scope="module")
@@ -134,45 +176,105 @@ def test_float16_step_unscales_before_clipping(splits):
     torch.manual_seed(0)
     model = GPT(config, sdpa=True)
     train.lm_loss(model, x, y).backward()
-    true_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+    true_norm = torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in model.parameters()])
+    ).item()
     model.zero_grad(set_to_none=True)
     before = [p.detach().clone() for p in model.parameters()]
     scaler = precision.grad_scaler(CPU, "float16")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    _, norm = train.text_update(model, optimizer, x, y, lr=1e-3, grad_clip=1.0, scaler=scaler, device=CPU,
-                                dtype="float16")
-    assert abs(norm.item() - true_norm) < 0.05 * true_norm  # the norm clipping saw: the true one, not 65,536x
+    _, norm = train.text_update(
+        model,
+        optimizer,
+        x,
+        y,
+        lr=1e-3,
+        grad_clip=1.0,
+        scaler=scaler,
+        device=CPU,
+        dtype="float16",
+    )
+    # the norm clipping saw: the true one, not 65,536x
+    assert abs(norm.item() - true_norm) < 0.05 * true_norm
     assert scaler.get_scale() == 65536.0  # no overflow, so the scale stays
     assert all(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
-def test_float16_resume_is_exact_with_the_scaler_checkpointed(splits, tmp_path, killed_after_checkpoint):
+def test_float16_resume_is_exact_with_the_scaler_checkpointed(
+    splits, tmp_path, killed_after_checkpoint
+):
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     run_config = train.RunConfig(steps=20, batch_size=4, dtype="float16")
-    train.train_text(splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False)
-    killed_after_checkpoint(splits, config, run_config, tmp_path / "cut", eval_interval=10, ckpt_interval=10,
-                            progress=False)
+    train.train_text(
+        splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False
+    )
+    killed_after_checkpoint(
+        splits,
+        config,
+        run_config,
+        tmp_path / "cut",
+        eval_interval=10,
+        ckpt_interval=10,
+        progress=False,
+    )
     ckpt = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
     assert ckpt["step"] == 10 and ckpt["scaler"]["_growth_tracker"] == 10
-    train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, resume=ckpt, progress=False)
-    records = [[{k: v for k, v in json.loads(line).items() if k != "ms"}
-                for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("whole", "cut")]
+    train.train_text(
+        splits,
+        config,
+        run_config,
+        tmp_path / "cut",
+        eval_interval=10,
+        resume=ckpt,
+        progress=False,
+    )
+    records = [
+        [
+            {k: v for k, v in json.loads(line).items() if k != "ms"}
+            for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        ]
+        for run in ("whole", "cut")
+    ]
     assert records[0] == records[1]
-    whole, cut = (load_checkpoint(tmp_path / run / "ckpt.pt") for run in ("whole", "cut"))
+    whole, cut = (
+        load_checkpoint(tmp_path / run / "ckpt.pt") for run in ("whole", "cut")
+    )
     assert cut["scaler"] == whole["scaler"] and whole["scaler"]["_growth_tracker"] == 20
 
 
 def test_bfloat16_checkpoints_hold_no_scaler(splits, tmp_path):
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
-    train.train_text(splits, config, train.RunConfig(steps=2, batch_size=4, dtype="bfloat16"), tmp_path,
-                     progress=False)
+    train.train_text(
+        splits,
+        config,
+        train.RunConfig(steps=2, batch_size=4, dtype="bfloat16"),
+        tmp_path,
+        progress=False,
+    )
     assert load_checkpoint(tmp_path / "ckpt.pt")["scaler"] is None
 
 
-# --- the command line --------------------------------------------------------------------------------
+# --- the command line -----------------------------------------------------------------
 
-TINY = ["--batch-size", "4", "--block-size", "16", "--n-embd", "16", "--n-head", "2", "--n-layer", "1",
-        "--device", "cpu", "--quiet", "--steps", "2", "--eval-interval", "0"]
+TINY = [
+    "--batch-size",
+    "4",
+    "--block-size",
+    "16",
+    "--n-embd",
+    "16",
+    "--n-head",
+    "2",
+    "--n-layer",
+    "1",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--steps",
+    "2",
+    "--eval-interval",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -184,37 +286,88 @@ def small(tmp_path_factory, data_dir):
 
 def test_cli_float16_trains_and_says_so(small, tmp_path, capsys, cpu_with):
     cpu_with("avx512_fp16")
-    assert cli.main(["train", "shakespeare", "--out", str(tmp_path), "--data", str(small), "--dtype", "float16",
-                     *TINY]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "shakespeare",
+                "--out",
+                str(tmp_path),
+                "--data",
+                str(small),
+                "--dtype",
+                "float16",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr()
     assert "dtype float16" in out.out and out.err == ""
     assert load_checkpoint(tmp_path / "ckpt.pt")["scaler"]["scale"] == 65536.0
 
 
-def test_cli_emulated_dtype_runs_with_one_warning_line(small, tmp_path, capsys, cpu_with):
+def test_cli_emulated_dtype_runs_with_one_warning_line(
+    small, tmp_path, capsys, cpu_with
+):
     cpu_with("avx2", "avx512_f")
-    assert cli.main(["train", "shakespeare", "--out", str(tmp_path), "--data", str(small), "--dtype", "bfloat16",
-                     *TINY]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "shakespeare",
+                "--out",
+                str(tmp_path),
+                "--data",
+                str(small),
+                "--dtype",
+                "bfloat16",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("microgpt: warning: --dtype bfloat16 runs emulated on cpu")
+    assert len(err) == 1 and err[0].startswith(
+        "microgpt: warning: --dtype bfloat16 runs emulated on cpu"
+    )
     assert "--dtype auto would pick float32" in err[0]
 
 
-def test_cli_auto_on_a_cpu_without_bf16_trains_in_float32(small, tmp_path, capsys, cpu_with):
+def test_cli_auto_on_a_cpu_without_bf16_trains_in_float32(
+    small, tmp_path, capsys, cpu_with
+):
     cpu_with("avx2")
-    assert cli.main(["train", "shakespeare", "--out", str(tmp_path), "--data", str(small), *TINY]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "shakespeare",
+                "--out",
+                str(tmp_path),
+                "--data",
+                str(small),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert "dtype float32" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "ckpt.pt")["run"]["dtype"] == "float32"
 
 
 def test_the_bf16_cpu_kernel_is_attention_in_bfloat16():
-    """Causal and explicitly masked calls agree, and both match float32 attention to bfloat16's precision."""
+    """Causal and explicitly masked calls agree, and both match float32 attention to
+    bfloat16's precision.
+    """
     q, k, v = torch.randn(3, 2, 4, 10, 8).unbind(0)
     y = precision.bf16_attention(q, k, v, None)
     masked = precision.bf16_attention(q, k, v, causal_mask(10))
     assert y.dtype == torch.bfloat16 and torch.equal(y, masked)
     exact = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    assert torch.allclose(y.float(), exact, atol=3e-2) and not torch.allclose(y.float(), exact, atol=1e-5)
+    assert torch.allclose(y.float(), exact, atol=3e-2) and not torch.allclose(
+        y.float(), exact, atol=1e-5
+    )
 
 
 def test_the_bf16_cpu_kernel_is_only_chosen_for_bfloat16_on_a_cpu():
@@ -224,10 +377,14 @@ def test_the_bf16_cpu_kernel_is_only_chosen_for_bfloat16_on_a_cpu():
 
 
 def test_a_model_on_the_bf16_kernel_continues_its_cache_and_drops_out():
-    """The kernel serves the KV cache (an explicit mask slice) and attention dropout like SDPA does."""
+    """The kernel serves the KV cache (an explicit mask slice) and attention dropout
+    like SDPA does.
+    """
     config = GPTConfig(vocab_size=11, block_size=12, n_layer=2, n_embd=16, n_head=2)
     torch.manual_seed(0)
-    model = GPT(config, sdpa=True, dropout=0.5).use_kernel(precision.bf16_attention).eval()
+    model = (
+        GPT(config, sdpa=True, dropout=0.5).use_kernel(precision.bf16_attention).eval()
+    )
     idx = torch.randint(0, 11, (2, 12))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         whole = model(idx)
@@ -235,5 +392,6 @@ def test_a_model_on_the_bf16_kernel_continues_its_cache_and_drops_out():
         parts = torch.cat([model(idx[:, :5], cache), model(idx[:, 5:], cache)], dim=1)
         assert torch.allclose(whole.float(), parts.float(), atol=5e-2)
         model.train()
-        assert not torch.equal(model(idx), model(idx))  # dropout draws new masks each call
+        # dropout draws new masks each call
+        assert not torch.equal(model(idx), model(idx))
     assert model.use_kernel(None).layers[0].attn.kernel is fused_attention

@@ -1,4 +1,6 @@
-"""Recorded results: found next to the notebook, in the cache, or downloaded once from a local HTTP server."""
+"""Recorded results: found next to the notebook, in the cache, or downloaded once from a
+local HTTP server.
+"""
 
 import http.server
 import socket
@@ -17,7 +19,9 @@ BENCH = b'{"suite": "names"}\n'
 
 @pytest.fixture
 def server(tmp_path):
-    """A local HTTP server serving a results folder with bench.json and sweep/lr.jsonl."""
+    """A local HTTP server serving a results folder with bench.json and
+    sweep/lr.jsonl.
+    """
     root = tmp_path / "www"
     (root / "sweep").mkdir(parents=True)
     (root / "bench.json").write_bytes(BENCH)
@@ -33,7 +37,9 @@ def server(tmp_path):
 
 @pytest.fixture
 def alone(tmp_path, monkeypatch):
-    """An empty working folder (a notebook opened alone) and a private cache; returns the cache."""
+    """An empty working folder (a notebook opened alone) and a private cache; returns
+    the cache.
+    """
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -57,7 +63,10 @@ def test_the_package_knows_the_books_repository():
 def test_default_url_is_the_repositorys_raw_results(monkeypatch):
     monkeypatch.delenv("MICROGPT_RESULTS_URL", raising=False)
     owner_repo = results.REPOSITORY.removeprefix("https://github.com/")
-    assert results.results_url() == f"https://raw.githubusercontent.com/{owner_repo}/main/book/results"
+    assert (
+        results.results_url()
+        == f"https://raw.githubusercontent.com/{owner_repo}/main/book/results"
+    )
 
 
 def test_next_to_the_notebook_wins(alone, monkeypatch):
@@ -82,7 +91,11 @@ def test_offline_with_nothing_cached_is_one_clear_line(alone, monkeypatch):
     with pytest.raises(results.ResultsError) as err:
         results.results_file("bench.json")
     message = str(err.value)
-    assert "\n" not in message and "bench.json" in message and "could not download" in message
+    assert (
+        "\n" not in message
+        and "bench.json" in message
+        and "could not download" in message
+    )
     assert "Check your network" in message
     assert not (alone / "results" / "bench.json").exists()
 
@@ -104,19 +117,29 @@ def test_every_recorded_result_is_found_in_the_repository(monkeypatch):
     monkeypatch.chdir(REPO / "book")
     for path in sorted((REPO / "book" / "results").rglob("*")):
         if path.is_file():
-            assert results.results_file(path.relative_to(REPO / "book" / "results").as_posix()) == path
+            assert (
+                results.results_file(
+                    path.relative_to(REPO / "book" / "results").as_posix()
+                )
+                == path
+            )
 
 
 def test_an_unrecorded_optional_result_is_none(alone, server, monkeypatch):
     monkeypatch.setenv("MICROGPT_RESULTS_URL", server)
-    assert results.results_file("bench_cuda.json", missing_ok=True) is None  # 404 from the server
+    # 404 from the server
+    assert results.results_file("bench_cuda.json", missing_ok=True) is None
     assert results.results_file("bench.json", missing_ok=True).read_bytes() == BENCH
     monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
-    with pytest.raises(results.ResultsError, match="could not download"):  # offline is not "not recorded"
+    # offline is not "not recorded"
+    with pytest.raises(results.ResultsError, match="could not download"):
         results.results_file("other.json", missing_ok=True)
 
 
-def test_a_results_folder_beside_the_notebook_decides_what_was_recorded(alone, monkeypatch):
+def test_a_results_folder_beside_the_notebook_decides_what_was_recorded(
+    alone, monkeypatch
+):
     monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
     (alone.parent / "work" / "results").mkdir()
-    assert results.results_file("bench_cuda.json", missing_ok=True) is None  # no network asked
+    # no network asked
+    assert results.results_file("bench_cuda.json", missing_ok=True) is None

@@ -1,4 +1,6 @@
-"""Sampling: the KV cache changes the speed, never the tokens; bad settings are clear errors."""
+"""Sampling: the KV cache changes the speed, never the tokens; bad settings are clear
+errors.
+"""
 
 import pytest
 import torch
@@ -11,22 +13,31 @@ from microgpt.tokenizer import CharTokenizer
 
 @pytest.fixture
 def model():
-    """A float64 model with weights large enough that its distributions are far from uniform."""
+    """A float64 model with weights large enough that its distributions are far from
+    uniform.
+    """
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_embd=16, n_head=4), std=0.5).double()
+    return GPT(
+        GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_embd=16, n_head=4), std=0.5
+    ).double()
 
 
 def both(model, idx, n, **kw):
     """The same generation with and without the cache, from the same seed."""
     cached = generate(model, idx, n, generator=torch.Generator().manual_seed(3), **kw)
-    full = generate(model, idx, n, generator=torch.Generator().manual_seed(3), use_cache=False, **kw)
+    full = generate(
+        model, idx, n, generator=torch.Generator().manual_seed(3), use_cache=False, **kw
+    )
     return cached, full
 
 
 @pytest.mark.parametrize("prompt_len", [1, 5, 8, 12])
 def test_cache_gives_the_same_tokens_as_recomputing(model, prompt_len):
-    idx = torch.randint(0, 11, (3, prompt_len), generator=torch.Generator().manual_seed(prompt_len))
-    cached, full = both(model, idx, 20, temperature=0.8)  # runs past block_size: the window slides
+    idx = torch.randint(
+        0, 11, (3, prompt_len), generator=torch.Generator().manual_seed(prompt_len)
+    )
+    # runs past block_size: the window slides
+    cached, full = both(model, idx, 20, temperature=0.8)
     assert cached.shape == (3, 20)
     assert torch.equal(cached, full)
 
@@ -37,11 +48,14 @@ def test_top_k_gives_the_same_tokens_as_recomputing(model):
 
 
 def test_stops_once_every_row_has_produced_the_stop_token(model):
-    cached, full = both(model, torch.zeros(4, 1, dtype=torch.long), 200, temperature=2.0, stop_token=10)
+    cached, full = both(
+        model, torch.zeros(4, 1, dtype=torch.long), 200, temperature=2.0, stop_token=10
+    )
     assert torch.equal(cached, full)
     rows = cached.tolist()
     first_stop = [row.index(10) for row in rows]  # every row has produced it ...
-    assert max(first_stop) == len(rows[0]) - 1  # ... and the last row to do so did it at the last step
+    # ... and the last row to do so did it at the last step
+    assert max(first_stop) == len(rows[0]) - 1
 
 
 def test_top_k_keeps_only_the_k_best():
@@ -50,13 +64,21 @@ def test_top_k_keeps_only_the_k_best():
     draws = {sample_next(logits, 1.0, 2, g).item() for _ in range(200)}
     assert draws == {1, 3}
     assert {sample_next(logits, 1.0, 1, g).item() for _ in range(20)} == {1}
-    assert sample_next(logits, 1.0, 99, g).shape == (1, 1)  # k above the vocabulary keeps everything
+    # k above the vocabulary keeps everything
+    assert sample_next(logits, 1.0, 99, g).shape == (
+        1,
+        1,
+    )
 
 
 def test_a_banned_token_is_never_drawn(model):
-    cached, full = both(model, torch.zeros(4, 1, dtype=torch.long), 40, temperature=3.0, banned=10)
+    cached, full = both(
+        model, torch.zeros(4, 1, dtype=torch.long), 40, temperature=3.0, banned=10
+    )
     assert torch.equal(cached, full) and not (cached == 10).any()
-    assert (both(model, torch.zeros(4, 1, dtype=torch.long), 40, temperature=3.0)[0] == 10).any()
+    assert (
+        both(model, torch.zeros(4, 1, dtype=torch.long), 40, temperature=3.0)[0] == 10
+    ).any()
 
 
 def test_low_temperature_is_greedy():
@@ -73,12 +95,15 @@ def test_same_seed_same_samples_and_names_stop_at_bos(model):
     assert all(len(name) <= model.config.block_size for name in first)
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"temperature": 0.0}, "temperature must be > 0"),
-    ({"temperature": -1.0}, "temperature must be > 0"),
-    ({"top_k": 0}, "top_k must be a positive integer"),
-    ({"top_k": 2.5}, "top_k must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"temperature": -1.0}, "temperature must be > 0"),
+        ({"top_k": 0}, "top_k must be a positive integer"),
+        ({"top_k": 2.5}, "top_k must be a positive integer"),
+    ],
+)
 def test_bad_settings_are_clear_errors(model, kw, message):
     with pytest.raises(ValueError, match=message):
         generate(model, torch.zeros(1, 1, dtype=torch.long), 3, **kw)
@@ -94,7 +119,10 @@ def test_bad_shapes_are_clear_errors(model):
 def test_top_p_keeps_the_smallest_set_reaching_p():
     probs = torch.tensor([[0.5, 0.05, 0.3, 0.15]])
     logits, g = probs.log(), torch.Generator().manual_seed(0)
-    draw = lambda p: {sample_next(logits, 1.0, None, g, top_p=p).item() for _ in range(300)}
+
+    def draw(p):
+        return {sample_next(logits, 1.0, None, g, top_p=p).item() for _ in range(300)}
+
     assert draw(0.5) == {0}  # the likeliest alone holds 0.5
     assert draw(0.51) == {0, 2}  # 0.5 is not enough: the next likeliest joins
     assert draw(0.8) == {0, 2}  # 0.5 + 0.3 reaches 0.8
@@ -112,10 +140,19 @@ def test_top_p_renormalises_the_nucleus():
 def test_top_p_works_per_row_and_after_top_k():
     logits = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]]).log()
     g = torch.Generator().manual_seed(0)
-    rows = [sample_next(logits, 1.0, None, g, top_p=0.6).flatten().tolist() for _ in range(50)]
+    rows = [
+        sample_next(logits, 1.0, None, g, top_p=0.6).flatten().tolist()
+        for _ in range(50)
+    ]
     assert {tuple(r) for r in rows} == {(0, 2)}
-    both_cuts = {sample_next(logits[:1], 1.0, 2, g, top_p=0.99).item() for _ in range(300)}
-    assert both_cuts == {0, 1}  # top-k removed token 2 first; the nucleus of what remains is both
+    both_cuts = {
+        sample_next(logits[:1], 1.0, 2, g, top_p=0.99).item() for _ in range(300)
+    }
+    # top-k removed token 2 first; the nucleus of what remains is both
+    assert both_cuts == {
+        0,
+        1,
+    }
 
 
 def test_top_p_gives_the_same_tokens_as_recomputing(model):
@@ -133,16 +170,63 @@ def test_bad_top_p_is_a_clear_error(model, top_p):
 def names_checkpoint(tmp_path_factory, data_dir):
     """A names checkpoint after two steps of training."""
     out = tmp_path_factory.mktemp("names")
-    assert cli.main(["train", "names", "--steps", "2", "--num-samples", "0", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "names",
+                "--steps",
+                "2",
+                "--num-samples",
+                "0",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out / "ckpt.pt"
 
 
 def test_cli_top_p(names_checkpoint, capsys):
     capsys.readouterr()
-    assert cli.main(["sample", "--checkpoint", str(names_checkpoint), "--top-p", "1e-9", "--num-samples", "5"]) == 0
-    names = [line.partition(": ")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("sample")]
-    assert len(names) == 5 and len(set(names)) == 1  # the nucleus is the likeliest letter alone: one name
-    assert cli.main(["sample", "--checkpoint", str(names_checkpoint), "--top-p", "1", "--num-samples", "5"]) == 0
+    assert (
+        cli.main(
+            [
+                "sample",
+                "--checkpoint",
+                str(names_checkpoint),
+                "--top-p",
+                "1e-9",
+                "--num-samples",
+                "5",
+            ]
+        )
+        == 0
+    )
+    names = [
+        line.partition(": ")[2]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("sample")
+    ]
+    # the nucleus is the likeliest letter alone: one name
+    assert len(names) == 5 and len(set(names)) == 1
+    assert (
+        cli.main(
+            [
+                "sample",
+                "--checkpoint",
+                str(names_checkpoint),
+                "--top-p",
+                "1",
+                "--num-samples",
+                "5",
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.2", "nan", "abc"])

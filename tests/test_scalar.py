@@ -1,4 +1,6 @@
-"""The scalar GPT: its parameters, atomic vs fused engines, a pinned short run, the CLI and the exact original."""
+"""The scalar GPT: its parameters, atomic vs fused engines, a pinned short run, the CLI
+and the exact original.
+"""
 
 import math
 import os
@@ -14,13 +16,35 @@ from microgpt.data import load_names
 from microgpt.tokenizer import CharTokenizer
 
 CONFIG = GPTConfig(vocab_size=27)
-ORIGINAL_SAMPLES = ["kamon", "ann", "karai", "jaire", "vialan", "karia", "yeran", "anna", "areli", "kaina",
-                    "konna", "keylen", "liole", "alerin", "earan", "lenne", "kana", "lara", "alela", "anton"]
+ORIGINAL_SAMPLES = [
+    "kamon",
+    "ann",
+    "karai",
+    "jaire",
+    "vialan",
+    "karia",
+    "yeran",
+    "anna",
+    "areli",
+    "kaina",
+    "konna",
+    "keylen",
+    "liole",
+    "alerin",
+    "earan",
+    "lenne",
+    "kana",
+    "lara",
+    "alela",
+    "anton",
+]
 
 
 @pytest.fixture(scope="module")
 def names(data_dir):
-    """The names shuffled by seed 42, their tokenizer, and the rng's state right after the shuffle (as the CLI)."""
+    """The names shuffled by seed 42, their tokenizer, and the rng's state right after
+    the shuffle (as the CLI).
+    """
     docs = load_names()
     rng = random.Random(42)
     rng.shuffle(docs)
@@ -29,9 +53,22 @@ def names(data_dir):
 
 def test_parameter_shapes_are_the_originals_in_order():
     shapes = scalar.param_shapes(CONFIG)
-    assert list(shapes) == ["wte", "wpe", "lm_head", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv",
-                            "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2"]
-    assert shapes["wte"] == (27, 16) and shapes["wpe"] == (16, 16) and shapes["layer0.mlp_fc1"] == (64, 16)
+    assert list(shapes) == [
+        "wte",
+        "wpe",
+        "lm_head",
+        "layer0.attn_wq",
+        "layer0.attn_wk",
+        "layer0.attn_wv",
+        "layer0.attn_wo",
+        "layer0.mlp_fc1",
+        "layer0.mlp_fc2",
+    ]
+    assert (
+        shapes["wte"] == (27, 16)
+        and shapes["wpe"] == (16, 16)
+        and shapes["layer0.mlp_fc1"] == (64, 16)
+    )
     assert sum(nout * nin for nout, nin in shapes.values()) == 4192
     assert len(scalar.ScalarGPT.init(CONFIG, random.Random(0)).params) == 4192
     two = scalar.param_shapes(GPTConfig(27, n_layer=2))
@@ -52,13 +89,17 @@ def test_softmax_sums_to_one_and_survives_large_logits():
 
     probs = scalar.softmax([Value(1000.0), Value(1001.0), Value(999.0)])
     assert sum(p.data for p in probs) == pytest.approx(1.0, abs=1e-15)
-    assert probs[1].data == pytest.approx(1 / (1 + math.exp(-1) + math.exp(-2)), rel=1e-14)
+    assert probs[1].data == pytest.approx(
+        1 / (1 + math.exp(-1) + math.exp(-2)), rel=1e-14
+    )
 
 
 def loss_and_grads(fused: bool, weights, tokens):
     model = scalar.ScalarGPT(CONFIG, weights, fused=fused)
     cache = model.new_cache()
-    logits = [[v.data for v in model(tok, pos, cache)] for pos, tok in enumerate(tokens[:-1])]
+    logits = [
+        [v.data for v in model(tok, pos, cache)] for pos, tok in enumerate(tokens[:-1])
+    ]
     loss = scalar.doc_loss(model, tokens)
     loss.backward()
     return logits, loss.data, [p.grad for p in model.params]
@@ -67,19 +108,26 @@ def loss_and_grads(fused: bool, weights, tokens):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fused_and_atomic_agree(seed):
     rng = random.Random(seed)
-    weights = scalar.init_weights(CONFIG, rng, std=0.3)  # larger than 0.08 so that attention is far from uniform
+    # larger than 0.08 so that attention is far from uniform
+    weights = scalar.init_weights(CONFIG, rng, std=0.3)
     tokens = [26, *(rng.randrange(26) for _ in range(9)), 26]
     logits_a, loss_a, grads_a = loss_and_grads(False, weights, tokens)
     logits_f, loss_f, grads_f = loss_and_grads(True, weights, tokens)
-    assert logits_f == logits_a and loss_f == loss_a  # the forward is bit for bit the same
-    assert grads_f == pytest.approx(grads_a, rel=1e-12, abs=1e-12)  # only the order of accumulation differs
+    # the forward is bit for bit the same
+    assert logits_f == logits_a and loss_f == loss_a
+    # only the order of accumulation differs
+    assert grads_f == pytest.approx(grads_a, rel=1e-12, abs=1e-12)
     assert any(g != 0 for g in grads_f)
 
 
 def test_long_documents_are_cut_to_the_block():
-    model = scalar.ScalarGPT.init(GPTConfig(27, block_size=4), random.Random(0), fused=True)
+    model = scalar.ScalarGPT.init(
+        GPTConfig(27, block_size=4), random.Random(0), fused=True
+    )
     tokens = [26, *range(10), 26]
-    assert scalar.doc_loss(model, tokens).data == scalar.doc_loss(model, tokens[:5]).data
+    assert (
+        scalar.doc_loss(model, tokens).data == scalar.doc_loss(model, tokens[:5]).data
+    )
 
 
 def test_a_short_seeded_run_is_pinned(names):
@@ -88,9 +136,15 @@ def test_a_short_seeded_run_is_pinned(names):
     rng.setstate(state)
     model = scalar.ScalarGPT.init(CONFIG, rng, fused=True)
     losses = scalar.train(model, [tok.wrap(d) for d in docs], steps=5)
-    assert [repr(x) for x in losses] == ["3.3659669475848504", "3.4242727838717717", "3.176888918359416",
-                                         "3.078989491916966", "3.2437452390517"]
-    assert all(p.grad == 0.0 for p in model.params)  # Adam zeroes the gradients after its update
+    assert [repr(x) for x in losses] == [
+        "3.3659669475848504",
+        "3.4242727838717717",
+        "3.176888918359416",
+        "3.078989491916966",
+        "3.2437452390517",
+    ]
+    # Adam zeroes the gradients after its update
+    assert all(p.grad == 0.0 for p in model.params)
 
 
 def test_adam_matches_torch():
@@ -129,7 +183,9 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="must be 16 x 16"):
         scalar.ScalarGPT(CONFIG, {**weights, "wpe": weights["wpe"][:-1]})
     with pytest.raises(ValueError, match="must be 27 x 16"):
-        scalar.ScalarGPT(CONFIG, {**weights, "wte": [row[:-1] for row in weights["wte"]]})
+        scalar.ScalarGPT(
+            CONFIG, {**weights, "wte": [row[:-1] for row in weights["wte"]]}
+        )
     with pytest.raises(ValueError, match="keys"):
         scalar.ScalarGPT(CONFIG, {k: weights[k] for k in reversed(weights)})
     with pytest.raises(ValueError, match="keys"):
@@ -144,28 +200,53 @@ def test_bad_inputs_raise():
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    return subprocess.run([sys.executable, "-m", "microgpt", "train", "names", *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "microgpt", "train", "names", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_cli_short_run_prints_the_originals_format(data_dir):
-    result = run_cli("--engine", "scalar-fused", "--steps", "20", "--log-every", "10", "--num-samples", "3")
+    result = run_cli(
+        "--engine",
+        "scalar-fused",
+        "--steps",
+        "20",
+        "--log-every",
+        "10",
+        "--num-samples",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[:3] == ["num docs: 32033", "vocab size: 27", "num params: 4192"]
-    assert [line[:25] for line in lines[3:5]] == ["step   10 /   20 | loss 3", "step   20 /   20 | loss 2"]
+    assert [line[:25] for line in lines[3:5]] == [
+        "step   10 /   20 | loss 3",
+        "step   20 /   20 | loss 2",
+    ]
     assert lines[5].startswith("trained 20 steps in ")
     assert lines[6] == "--- inference (new, hallucinated names) ---"
-    assert [line[:11] for line in lines[7:]] == ["sample  1: ", "sample  2: ", "sample  3: "]
+    assert [line[:11] for line in lines[7:]] == [
+        "sample  1: ",
+        "sample  2: ",
+        "sample  3: ",
+    ]
 
 
 def test_cli_reproduces_the_original_exactly(data_dir):
-    """The book's core promise: 1,000 steps of the original, same last loss, same 20 names (fused engine)."""
+    """The book's core promise: 1,000 steps of the original, same last loss, same 20
+    names (fused engine).
+    """
     result = run_cli("--engine", "scalar-fused")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "step 1000 / 1000 | loss 2.6497" in lines
-    assert lines[-20:] == [f"sample {i:2d}: {name}" for i, name in enumerate(ORIGINAL_SAMPLES, 1)]
+    assert lines[-20:] == [
+        f"sample {i:2d}: {name}" for i, name in enumerate(ORIGINAL_SAMPLES, 1)
+    ]
 
 
 def test_train_pauses_the_cycle_collector_and_restores_it():
@@ -176,7 +257,12 @@ def test_train_pauses_the_cycle_collector_and_restores_it():
     for enabled in (True, False):
         (gc.enable if enabled else gc.disable)()
         try:
-            scalar.train(model, [[26, 1, 2, 26]], 2, on_step=lambda step, loss: seen.append(gc.isenabled()))
+            scalar.train(
+                model,
+                [[26, 1, 2, 26]],
+                2,
+                on_step=lambda step, loss: seen.append(gc.isenabled()),
+            )
             assert gc.isenabled() == enabled
         finally:
             gc.enable()

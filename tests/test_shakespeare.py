@@ -1,4 +1,6 @@
-"""tiny-shakespeare: data pipeline, schedule, training CLI, exact resume after SIGKILL, sampling."""
+"""tiny-shakespeare: data pipeline, schedule, training CLI, exact resume after SIGKILL,
+sampling.
+"""
 
 import argparse
 import ast
@@ -21,17 +23,39 @@ from microgpt.config import GPTConfig
 from microgpt.data import DataError, load_shakespeare
 from microgpt.model import GPT
 
-TINY = ["--batch-size", "4", "--block-size", "16", "--n-embd", "16", "--n-head", "2", "--n-layer", "1",
-        "--dtype", "float32", "--device", "cpu", "--quiet"]
+TINY = [
+    "--batch-size",
+    "4",
+    "--block-size",
+    "16",
+    "--n-embd",
+    "16",
+    "--n-head",
+    "2",
+    "--n-layer",
+    "1",
+    "--dtype",
+    "float32",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def run(*args, **kw) -> subprocess.CompletedProcess:
     """``python -m microgpt`` as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "microgpt", *map(str, args)], capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "microgpt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        **kw,
+    )
 
 
 def metrics(folder):
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def timeless(folder):
@@ -44,7 +68,9 @@ class Stop(Exception):
 
 
 def train_until_checkpoint(monkeypatch, splits, config, run_config, folder, **kwargs):
-    """Run train_text into ``folder`` and stop it just after its first ckpt.pt; returns that checkpoint."""
+    """Run train_text into ``folder`` and stop it just after its first ckpt.pt; returns
+    that checkpoint.
+    """
     real_save = train.save_checkpoint
 
     def save_then_stop(path, *args, **kw):
@@ -80,15 +106,21 @@ def error_line(capsys, *args) -> str:
     return lines[0]
 
 
-# --- data pipeline --------------------------------------------------------------------------------
+# --- data pipeline --------------------------------------------------------------------
 
 
 def test_split_is_the_last_tenth_encoded_once(text):
     splits = batching.split_text(text)
     assert splits.tokenizer.vocab_size == 66 and len(splits.tokenizer.chars) == 65
     assert len(splits.val) == len(text) // 10
-    assert splits.tokenizer.decode(splits.val.tolist()) == text[len(text) - len(text) // 10:]
-    assert torch.equal(torch.cat([splits.train, splits.val]), torch.tensor(splits.tokenizer.encode(text)))
+    assert (
+        splits.tokenizer.decode(splits.val.tolist())
+        == text[len(text) - len(text) // 10 :]
+    )
+    assert torch.equal(
+        torch.cat([splits.train, splits.val]),
+        torch.tensor(splits.tokenizer.encode(text)),
+    )
 
 
 def test_default_run_is_15_epochs_of_122_batches(text):
@@ -111,7 +143,9 @@ def test_targets_are_inputs_shifted_by_one():
 def test_an_epoch_visits_every_example_once_at_one_offset():
     ids, block, batch = torch.arange(1000), 10, 7
     per_epoch = batching.batches_per_epoch(len(ids), block, batch)
-    starts = torch.cat([batching.get_batch(ids, s, 3, block, batch)[0][:, 0] for s in range(per_epoch)])
+    starts = torch.cat(
+        [batching.get_batch(ids, s, 3, block, batch)[0][:, 0] for s in range(per_epoch)]
+    )
     assert len(set(starts.tolist())) == len(starts) == per_epoch * batch
     assert len({int(s) % block for s in starts}) == 1
 
@@ -121,9 +155,15 @@ def test_order_is_a_pure_function_of_seed_and_step():
     first = [batching.get_batch(ids, s, 9, 16, 8)[0] for s in (0, 40, 41)]
     again = [batching.get_batch(ids, s, 9, 16, 8)[0] for s in (41, 0, 40)]
     assert torch.equal(first[0], again[1]) and torch.equal(first[2], again[0])
-    assert not torch.equal(batching.get_batch(ids, 0, 9, 16, 8)[0], batching.get_batch(ids, 0, 10, 16, 8)[0])
+    assert not torch.equal(
+        batching.get_batch(ids, 0, 9, 16, 8)[0],
+        batching.get_batch(ids, 0, 10, 16, 8)[0],
+    )
     per_epoch = batching.batches_per_epoch(len(ids), 16, 8)
-    offsets = {int(batching.get_batch(ids, e * per_epoch, 9, 16, 8)[0][0, 0]) % 16 for e in range(8)}
+    offsets = {
+        int(batching.get_batch(ids, e * per_epoch, 9, 16, 8)[0][0, 0]) % 16
+        for e in range(8)
+    }
     assert len(offsets) > 1, "every epoch should cut the text at its own offset"
 
 
@@ -142,7 +182,7 @@ def test_too_little_text_is_a_clear_error():
         batching.get_batch(torch.arange(100), 0, 1, 16, 32)
 
 
-# --- schedule ---------------------------------------------------------------------------------------
+# --- schedule -------------------------------------------------------------------------
 
 
 def test_warmup_then_cosine_to_near_zero():
@@ -150,16 +190,31 @@ def test_warmup_then_cosine_to_near_zero():
     assert lrs[0] == pytest.approx(2e-5) and lrs[99] == pytest.approx(2e-3)
     assert all(a < b for a, b in zip(lrs[:99], lrs[1:100]))
     assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))
-    assert lrs[550] == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5))))
+    assert lrs[550] == pytest.approx(
+        2e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    )
     assert lrs[-1] < 0.011 * 2e-3
 
 
-# --- training CLI -----------------------------------------------------------------------------------
+# --- training CLI ---------------------------------------------------------------------
 
 
 def test_train_writes_metrics_checkpoint_and_summary(tmp_path, small):
-    result = run("train", "shakespeare", "--data", small, "--out", tmp_path, "--steps", 30, "--eval-interval", 10,
-                 "--ckpt-interval", 0, *TINY)
+    result = run(
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        tmp_path,
+        "--steps",
+        30,
+        "--eval-interval",
+        10,
+        "--ckpt-interval",
+        0,
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("trained 30 steps in ")
     records = metrics(tmp_path)
@@ -171,100 +226,223 @@ def test_train_writes_metrics_checkpoint_and_summary(tmp_path, small):
 
 
 def test_sigkill_then_resume_gives_bit_identical_losses(tmp_path, small):
-    # The kill lands at the first checkpoint (step 10), so 200 steps leave most of the run to resume.
-    args = ["train", "shakespeare", "--data", small, "--steps", 200, "--eval-interval", 50, "--ckpt-interval", 10,
-            *TINY]
+    # The kill lands at the first checkpoint (step 10), so 200 steps leave most of the
+    # run to resume.
+    args = [
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--steps",
+        200,
+        "--eval-interval",
+        50,
+        "--ckpt-interval",
+        10,
+        *TINY,
+    ]
     assert run(*args, "--out", tmp_path / "whole").returncode == 0
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "microgpt", *map(str, args), "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microgpt", *map(str, args), "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while not (killed / "ckpt.pt").exists() and proc.poll() is None:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     step = load_checkpoint(killed / "ckpt.pt")["step"]
     assert 0 < step < 200
-    resumed = run("train", "shakespeare", "--data", small, "--out", killed, "--resume", "--quiet",
-                  "--eval-interval", 50, "--ckpt-interval", 10)
+    resumed = run(
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        killed,
+        "--resume",
+        "--quiet",
+        "--eval-interval",
+        50,
+        "--ckpt-interval",
+        10,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after step {step}" in resumed.stdout
     assert timeless(killed) == timeless(tmp_path / "whole")
     assert len(metrics(killed)) == 200
-    best_whole, best_killed = load_checkpoint(tmp_path / "whole" / "best.pt"), load_checkpoint(killed / "best.pt")
+    best_whole, best_killed = (
+        load_checkpoint(tmp_path / "whole" / "best.pt"),
+        load_checkpoint(killed / "best.pt"),
+    )
     val = {r["step"]: r["val_loss"] for r in metrics(killed) if "val_loss" in r}
     assert best_killed["step"] == best_whole["step"] == min(val, key=val.get)
-    assert all(torch.equal(a, b) for a, b in zip(best_whole["model"].values(), best_killed["model"].values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(best_whole["model"].values(), best_killed["model"].values())
+    )
 
 
 def test_resume_with_nothing_to_resume(tmp_path, small, capsys):
-    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume", *TINY)
-    assert line == f"microgpt: error: --resume: there is no checkpoint to resume in {tmp_path}; " \
-                   "run without --resume to start"
+    line = error_line(
+        capsys,
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        tmp_path,
+        "--resume",
+        *TINY,
+    )
+    assert line == (
+        "microgpt: error: --resume: "
+        f"there is no checkpoint to resume in {tmp_path}; "
+        "run without --resume to start"
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small):
     """A finished 20-step run on the small text."""
     folder = tmp_path_factory.mktemp("runs")
-    assert run("train", "shakespeare", "--data", small, "--out", folder / "done", "--steps", 20, *TINY).returncode == 0
+    assert (
+        run(
+            "train",
+            "shakespeare",
+            "--data",
+            small,
+            "--out",
+            folder / "done",
+            "--steps",
+            20,
+            *TINY,
+        ).returncode
+        == 0
+    )
     return folder
 
 
 def test_resume_refuses_contradicting_flags(trained, small, capsys):
-    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", trained / "done", "--resume",
-                      "--lr", "0.01", "--quiet")
-    assert line == ("microgpt: error: --lr 0.01 differs from the checkpoint's 0.004; "
-                    "drop it to resume the run as it was")
+    line = error_line(
+        capsys,
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        trained / "done",
+        "--resume",
+        "--lr",
+        "0.01",
+        "--quiet",
+    )
+    assert line == (
+        "microgpt: error: --lr 0.01 differs from the checkpoint's 0.004; "
+        "drop it to resume the run as it was"
+    )
 
 
 def test_resume_refuses_other_data(trained, small, tmp_path, capsys):
     other = tmp_path / "other.txt"
     other.write_text(small.read_text()[::-1])
-    line = error_line(capsys, "train", "shakespeare", "--data", other, "--out", trained / "done", "--resume")
+    line = error_line(
+        capsys,
+        "train",
+        "shakespeare",
+        "--data",
+        other,
+        "--out",
+        trained / "done",
+        "--resume",
+    )
     assert "was trained on another text; pass the same --data to resume it" in line
 
 
 def test_resume_of_a_finished_run(trained, small, capsys):
-    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", trained / "done", "--resume")
+    line = error_line(
+        capsys,
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        trained / "done",
+        "--resume",
+    )
     assert line.endswith("already finished its 20 steps; nothing to resume")
 
 
 def test_fresh_run_will_not_overwrite_a_checkpoint(trained, small, capsys):
-    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", trained / "done", *TINY)
+    line = error_line(
+        capsys,
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        trained / "done",
+        *TINY,
+    )
     assert "already holds a checkpoint; add --resume to continue it" in line
 
 
 def test_resume_refuses_a_truncated_checkpoint(trained, small, tmp_path, capsys):
-    (tmp_path / "ckpt.pt").write_bytes((trained / "done" / "ckpt.pt").read_bytes()[:1000])
-    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume")
+    (tmp_path / "ckpt.pt").write_bytes(
+        (trained / "done" / "ckpt.pt").read_bytes()[:1000]
+    )
+    line = error_line(
+        capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume"
+    )
     assert "is truncated or not a checkpoint" in line
 
 
 def test_resume_refuses_a_names_checkpoint(trained, small, tmp_path, capsys):
     ckpt = load_checkpoint(trained / "done" / "ckpt.pt")
     torch.save({**ckpt, "dataset": "names", "optimizer": None}, tmp_path / "ckpt.pt")
-    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume")
-    assert line == f"microgpt: error: {tmp_path}/ckpt.pt is not a resumable Shakespeare checkpoint"
+    line = error_line(
+        capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume"
+    )
+    assert line == (
+        f"microgpt: error: {tmp_path}/ckpt.pt is not a resumable Shakespeare checkpoint"
+    )
 
 
 def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
     splits = batching.split_text(small.read_text())
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
-    monkeypatch.setattr(train, "lm_loss", lambda model, x, y: model(x).sum() * float("nan"))
-    with pytest.raises(train.TrainingError, match="the loss became nan at step 1; lower --lr"):
-        train.train_text(splits, config, train.RunConfig(steps=5, batch_size=4), tmp_path, progress=False)
+    monkeypatch.setattr(
+        train, "lm_loss", lambda model, x, y: model(x).sum() * float("nan")
+    )
+    with pytest.raises(
+        train.TrainingError, match="the loss became nan at step 1; lower --lr"
+    ):
+        train.train_text(
+            splits,
+            config,
+            train.RunConfig(steps=5, batch_size=4),
+            tmp_path,
+            progress=False,
+        )
 
 
 def test_bfloat16_autocast_trains(small, tmp_path):
     splits = batching.split_text(small.read_text())
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
-    result = train.train_text(splits, config, train.RunConfig(steps=20, batch_size=4, dtype="bfloat16"), tmp_path,
-                              eval_interval=10, progress=False)
+    result = train.train_text(
+        splits,
+        config,
+        train.RunConfig(steps=20, batch_size=4, dtype="bfloat16"),
+        tmp_path,
+        eval_interval=10,
+        progress=False,
+    )
     assert math.isfinite(result.val_loss)
     assert next(result.model.parameters()).dtype == torch.float32
 
 
-# --- sampling ---------------------------------------------------------------------------------------
+# --- sampling -------------------------------------------------------------------------
 
 
 def samples_of(stdout: str) -> list[str]:
@@ -275,112 +453,233 @@ def samples_of(stdout: str) -> list[str]:
 
 
 def test_text_samples_run_to_max_chars_and_follow_the_seed(trained):
-    args = ["sample", "--checkpoint", trained / "done" / "ckpt.pt", "--prompt", "First", "--max-chars", 300,
-            "--num-samples", 2]
+    args = [
+        "sample",
+        "--checkpoint",
+        trained / "done" / "ckpt.pt",
+        "--prompt",
+        "First",
+        "--max-chars",
+        300,
+        "--num-samples",
+        2,
+    ]
     first, again, other = run(*args), run(*args), run(*args, "--seed", 7)
     texts = samples_of(first.stdout)
-    assert len(texts) == 2 and all(t.startswith("First") and len(t) == 5 + 300 for t in texts)
+    assert len(texts) == 2 and all(
+        t.startswith("First") and len(t) == 5 + 300 for t in texts
+    )
     assert first.stdout == again.stdout != other.stdout
 
 
 def test_text_samples_never_stop_at_bos(trained, tmp_path):
     ckpt = load_checkpoint(trained / "done" / "ckpt.pt")
-    ckpt["model"]["lm_head.weight"].zero_()  # uniform predictions: BOS would come up about once in 36
+    ckpt["model"][
+        "lm_head.weight"
+    ].zero_()  # uniform predictions: BOS would come up about once in 36
     torch.save(ckpt, tmp_path / "uniform.pt")
-    result = run("sample", "--checkpoint", tmp_path / "uniform.pt", "--max-chars", 500, "--num-samples", 3)
+    result = run(
+        "sample",
+        "--checkpoint",
+        tmp_path / "uniform.pt",
+        "--max-chars",
+        500,
+        "--num-samples",
+        3,
+    )
     assert [len(t) for t in samples_of(result.stdout)] == [500, 500, 500]
 
 
 def test_prompt_outside_the_vocabulary(trained, capsys):
-    line = error_line(capsys, "sample", "--checkpoint", trained / "done" / "ckpt.pt", "--prompt", "Œdipus")
-    assert line.startswith("microgpt: error: --prompt: character 'Œ' is not in the vocabulary (")
+    line = error_line(
+        capsys,
+        "sample",
+        "--checkpoint",
+        trained / "done" / "ckpt.pt",
+        "--prompt",
+        "Œdipus",
+    )
+    assert line.startswith(
+        "microgpt: error: --prompt: character 'Œ' is not in the vocabulary ("
+    )
 
 
 def test_names_checkpoint_samples_names(tmp_path, data_dir):
-    trained = run("train", "names", "--engine", "torch", "--steps", 20, "--batch-size", 8, "--out", tmp_path)
+    trained = run(
+        "train",
+        "names",
+        "--engine",
+        "torch",
+        "--steps",
+        20,
+        "--batch-size",
+        8,
+        "--out",
+        tmp_path,
+    )
     assert trained.returncode == 0, trained.stderr
-    result = run("sample", "--checkpoint", tmp_path / "ckpt.pt", "--num-samples", 5, "--prompt", "an")
+    result = run(
+        "sample",
+        "--checkpoint",
+        tmp_path / "ckpt.pt",
+        "--num-samples",
+        5,
+        "--prompt",
+        "an",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "--- inference (new, hallucinated names) ---" and len(lines) == 6
     assert all(re.fullmatch(r"sample +\d+: an[a-z]*", line) for line in lines[1:])
 
 
-# --- the chapters' inline pieces agree with the package's ----------------------------------------------
+# --- the chapters' inline pieces agree with the package's -----------------------------
 
 
 def notebook_functions(name: str, *functions: str) -> dict:
-    """Exec the cells of book/``name`` that define ``functions``, in a namespace with the usual imports."""
+    """Exec the cells of book/``name`` that define ``functions``, in a namespace with
+    the usual imports.
+    """
     import json
     import pathlib
 
-    cells = json.loads((pathlib.Path(__file__).parent.parent / "book" / name).read_text())["cells"]
-    namespace = {"torch": torch, "math": math, "random": __import__("random"), "train": train,
-                 "batching": batching, "schedules": schedules, "precision": precision,
-                 "device": torch.device("cpu")}
+    cells = json.loads(
+        (pathlib.Path(__file__).parent.parent / "book" / name).read_text()
+    )["cells"]
+    namespace = {
+        "torch": torch,
+        "math": math,
+        "random": __import__("random"),
+        "train": train,
+        "batching": batching,
+        "schedules": schedules,
+        "precision": precision,
+        "device": torch.device("cpu"),
+    }
     for cell in cells:
         source = "".join(cell["source"])
-        if cell["cell_type"] == "code" and any(f"def {f}(" in source for f in functions):
-            tree = ast.parse(source)  # the definitions and imports only: the cell's checks need earlier cells
-            tree.body = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.Import, ast.ImportFrom))]
+        if cell["cell_type"] == "code" and any(
+            f"def {f}(" in source for f in functions
+        ):
+            # the definitions and imports only: the cell's checks need earlier cells
+            tree = ast.parse(source)
+            tree.body = [
+                n
+                for n in tree.body
+                if isinstance(n, (ast.FunctionDef, ast.Import, ast.ImportFrom))
+            ]
             exec(compile(tree, name, "exec"), namespace)
     assert all(f in namespace for f in functions)
     return namespace
 
 
 def test_chapter_9_get_batch_is_the_packages():
-    ns = notebook_functions("09_shakespeare_data.ipynb", "examples_per_epoch", "epoch_plan", "get_batch")
+    ns = notebook_functions(
+        "09_shakespeare_data.ipynb", "examples_per_epoch", "epoch_plan", "get_batch"
+    )
     ids = torch.randint(0, 66, (20_000,), generator=torch.Generator().manual_seed(0))
     for step in (0, 5, 77, 300):
-        ours, theirs = ns["get_batch"](ids, step, 3, 32, 8), batching.get_batch(ids, step, 3, 32, 8)
+        ours, theirs = (
+            ns["get_batch"](ids, step, 3, 32, 8),
+            batching.get_batch(ids, step, 3, 32, 8),
+        )
         assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
-
 
 
 def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
     splits = batching.split_text(small.read_text())
-    config, run_config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2), \
-        train.RunConfig(steps=30, batch_size=4, dtype="bfloat16")
-    train.train_text(splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False)
-    ckpt = train_until_checkpoint(monkeypatch, splits, config, run_config, tmp_path / "cut", eval_interval=10,
-                                  ckpt_interval=10)
+    config, run_config = (
+        GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2),
+        train.RunConfig(steps=30, batch_size=4, dtype="bfloat16"),
+    )
+    train.train_text(
+        splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False
+    )
+    ckpt = train_until_checkpoint(
+        monkeypatch,
+        splits,
+        config,
+        run_config,
+        tmp_path / "cut",
+        eval_interval=10,
+        ckpt_interval=10,
+    )
     assert ckpt["step"] == 10
-    train.train_text(splits, config, run_config, tmp_path / "cut", eval_interval=10, resume=ckpt, progress=False)
+    train.train_text(
+        splits,
+        config,
+        run_config,
+        tmp_path / "cut",
+        eval_interval=10,
+        resume=ckpt,
+        progress=False,
+    )
     assert timeless(tmp_path / "cut") == timeless(tmp_path / "whole")
 
 
-def test_resuming_twice_from_one_loaded_checkpoint_leaves_it_unchanged(small, tmp_path, monkeypatch):
+def test_resuming_twice_from_one_loaded_checkpoint_leaves_it_unchanged(
+    small, tmp_path, monkeypatch
+):
     splits = batching.split_text(small.read_text())
-    config, run_config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2), train.RunConfig(steps=20, batch_size=4)
-    ckpt = train_until_checkpoint(monkeypatch, splits, config, run_config, tmp_path / "cut", ckpt_interval=10)
+    config, run_config = (
+        GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2),
+        train.RunConfig(steps=20, batch_size=4),
+    )
+    ckpt = train_until_checkpoint(
+        monkeypatch, splits, config, run_config, tmp_path / "cut", ckpt_interval=10
+    )
     assert ckpt["step"] == 10
     before = copy.deepcopy(ckpt["optimizer"])
     for name in ("first", "second"):
-        train.train_text(splits, config, run_config, tmp_path / name, resume=ckpt, progress=False)
-    assert all(torch.equal(ckpt["optimizer"]["state"][k][n], t)
-               for k, state in before["state"].items() for n, t in state.items())
+        train.train_text(
+            splits, config, run_config, tmp_path / name, resume=ckpt, progress=False
+        )
+    assert all(
+        torch.equal(ckpt["optimizer"]["state"][k][n], t)
+        for k, state in before["state"].items()
+        for n, t in state.items()
+    )
     assert timeless(tmp_path / "first") == timeless(tmp_path / "second")
 
 
 def test_chapter_10_schedule_and_step_are_the_packages():
     ns = notebook_functions("10_training_loop.ipynb", "warmup_cosine", "step_fn")
-    assert [ns["warmup_cosine"](s, 500, 1e-3, 40) for s in range(500)] == \
-        [schedules.warmup_cosine(s, 500, 1e-3, 40) for s in range(500)]
+    assert [ns["warmup_cosine"](s, 500, 1e-3, 40) for s in range(500)] == [
+        schedules.warmup_cosine(s, 500, 1e-3, 40) for s in range(500)
+    ]
     config, out = GPTConfig(20, 8, 1, 16, 2), []
     x, y = torch.randint(0, 20, (4, 8)), torch.randint(0, 20, (4, 8))
     cpu = torch.device("cpu")
 
     def package_step(model, optimizer, x, y, lr, grad_clip):
         scaler = precision.grad_scaler(cpu, "float32")
-        return train.text_update(model, optimizer, x, y, lr=lr, grad_clip=grad_clip, scaler=scaler,
-                                 device=cpu, dtype="float32")[0]
+        return train.text_update(
+            model,
+            optimizer,
+            x,
+            y,
+            lr=lr,
+            grad_clip=grad_clip,
+            scaler=scaler,
+            device=cpu,
+            dtype="float32",
+        )[0]
 
     for step in (ns["step_fn"], package_step):
         torch.manual_seed(0)
         model = GPT(config)
-        optimizer = train.make_text_optimizer(model, train.RunConfig(steps=1), torch.device("cpu"))
-        out.append((step(model, optimizer, x, y, 1e-2, 0.5), [p.detach().clone() for p in model.parameters()]))
-    assert out[0][0] == out[1][0] and all(torch.equal(a, b) for a, b in zip(out[0][1], out[1][1]))
+        optimizer = train.make_text_optimizer(
+            model, train.RunConfig(steps=1), torch.device("cpu")
+        )
+        out.append(
+            (
+                step(model, optimizer, x, y, 1e-2, 0.5),
+                [p.detach().clone() for p in model.parameters()],
+            )
+        )
+    assert out[0][0] == out[1][0] and all(
+        torch.equal(a, b) for a, b in zip(out[0][1], out[1][1])
+    )
 
 
 def test_chapter_12_sample_next_is_the_packages():
@@ -389,21 +688,31 @@ def test_chapter_12_sample_next_is_the_packages():
     ns = notebook_functions("12_generation.ipynb", "sample_next")
     logits = torch.randn(200, 30, generator=torch.Generator().manual_seed(0))
     for temperature, top_k in [(1.0, None), (0.5, 3), (2.0, 29)]:
-        ours = ns["sample_next"](logits, temperature, top_k, torch.Generator().manual_seed(1))
-        theirs = sample.sample_next(logits, temperature, top_k, torch.Generator().manual_seed(1))
+        ours = ns["sample_next"](
+            logits, temperature, top_k, torch.Generator().manual_seed(1)
+        )
+        theirs = sample.sample_next(
+            logits, temperature, top_k, torch.Generator().manual_seed(1)
+        )
         assert torch.equal(ours, theirs)
 
 
-# --- the loop's features: gradient accumulation, warmup as a fraction, log interval, best.pt, dropout -----
+# --- the loop's features: gradient accumulation, warmup as a fraction, log interval, be
 
 
-# text_update's device, precision and (disabled) gradient scaler for a float32 step on the CPU
-FLOAT32 = {"device": torch.device("cpu"), "dtype": "float32",
-           "scaler": precision.grad_scaler(torch.device("cpu"), "float32")}
+# text_update's device, precision and (disabled) gradient scaler for a float32 step on
+# the CPU
+FLOAT32 = {
+    "device": torch.device("cpu"),
+    "dtype": "float32",
+    "scaler": precision.grad_scaler(torch.device("cpu"), "float32"),
+}
 
 
 def float64_pair(text: str, seed: int = 0):
-    """Two equal float64 models (explicit-mask attention, no dropout), their AdamW optimizers and a batch of 8."""
+    """Two equal float64 models (explicit-mask attention, no dropout), their AdamW
+    optimizers and a batch of 8.
+    """
     splits = batching.split_text(text[:20_000])
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     run = train.RunConfig(steps=3, batch_size=8)
@@ -421,8 +730,13 @@ def test_gradient_accumulation_equals_the_large_batch_in_float64(text, accum):
     for step in range(3):
         x, y = batching.get_batch(splits.train, step, 1, 16, 8)
         one = train.text_update(big, big_opt, x, y, lr=1e-2, grad_clip=1.0, **FLOAT32)
-        many = train.text_update(acc, acc_opt, x, y, lr=1e-2, grad_clip=1.0, accum=accum, **FLOAT32)
-        assert abs(one[0].item() - many[0].item()) < 1e-12 and abs(one[1].item() - many[1].item()) < 1e-12
+        many = train.text_update(
+            acc, acc_opt, x, y, lr=1e-2, grad_clip=1.0, accum=accum, **FLOAT32
+        )
+        assert (
+            abs(one[0].item() - many[0].item()) < 1e-12
+            and abs(one[1].item() - many[1].item()) < 1e-12
+        )
     for (name, a), b in zip(big.state_dict().items(), acc.state_dict().values()):
         assert (a - b).abs().max().item() < 1e-12, name
 
@@ -431,23 +745,60 @@ def test_gradient_accumulation_needs_equal_micro_batches(text):
     splits, [(model, optimizer), _], _ = float64_pair(text)
     x, y = batching.get_batch(splits.train, 0, 1, 16, 8)
     with pytest.raises(ValueError, match="does not split into 3 equal micro-batches"):
-        train.text_update(model, optimizer, x, y, lr=1e-2, grad_clip=1.0, accum=3, **FLOAT32)
+        train.text_update(
+            model, optimizer, x, y, lr=1e-2, grad_clip=1.0, accum=3, **FLOAT32
+        )
 
 
 def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):
-    result = run("train", "shakespeare", "--data", small, "--out", tmp_path, "--steps", 4, "--grad-accum", 2, *TINY)
+    result = run(
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        tmp_path,
+        "--steps",
+        4,
+        "--grad-accum",
+        2,
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr
     assert "in 2 micro-batches of 2" in result.stdout
     assert load_checkpoint(tmp_path / "ckpt.pt")["run"]["grad_accum"] == 2
-    line = error_line(capsys, "train", "shakespeare", "--data", small, "--out", tmp_path / "x", "--steps", 4,
-                      *TINY, "--grad-accum", 3)
-    assert line == "microgpt: error: --batch-size 4 does not split evenly across 3 micro-batches; use a multiple of 3"
+    line = error_line(
+        capsys,
+        "train",
+        "shakespeare",
+        "--data",
+        small,
+        "--out",
+        tmp_path / "x",
+        "--steps",
+        4,
+        *TINY,
+        "--grad-accum",
+        3,
+    )
+    assert line == (
+        "microgpt: error: --batch-size 4 does not split evenly "
+        "across 3 micro-batches; use a multiple of 3"
+    )
 
 
 def test_warmup_is_steps_or_a_fraction_of_the_run(text):
     splits = batching.split_text(text[:20_000])
-    assert train.text_settings(splits, torch.device("cpu"), steps=200, warmup=0.05)[1].warmup == 10
-    assert train.text_settings(splits, torch.device("cpu"), steps=200, warmup=7)[1].warmup == 7
+    assert (
+        train.text_settings(splits, torch.device("cpu"), steps=200, warmup=0.05)[
+            1
+        ].warmup
+        == 10
+    )
+    assert (
+        train.text_settings(splits, torch.device("cpu"), steps=200, warmup=7)[1].warmup
+        == 7
+    )
     assert cli.warmup_value("0.05") == 0.05 and cli.warmup_value("30") == 30
     for bad in ("1.5", "-1", "x"):
         with pytest.raises((ValueError, argparse.ArgumentTypeError)):
@@ -459,13 +810,22 @@ def test_log_interval_keeps_one_record_per_step_with_grad_norm_and_lr(small, tmp
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     runs = {}
     for interval in (1, 5):
-        train.train_text(splits, config, train.RunConfig(steps=12, batch_size=4), tmp_path / str(interval),
-                         log_interval=interval, progress=False)
+        train.train_text(
+            splits,
+            config,
+            train.RunConfig(steps=12, batch_size=4),
+            tmp_path / str(interval),
+            log_interval=interval,
+            progress=False,
+        )
         runs[interval] = metrics(tmp_path / str(interval))
     assert [r["step"] for r in runs[5]] == list(range(1, 13))
     assert all(set(r) == {"step", "loss", "grad_norm", "lr", "ms"} for r in runs[5])
-    assert [{**r, "ms": 0} for r in runs[5]] == [{**r, "ms": 0} for r in runs[1]]  # the same values, fetched later
-    assert [r["lr"] for r in runs[5]] == [schedules.warmup_cosine(s, 12, 4e-3, 100) for s in range(12)]
+    # the same values, fetched later
+    assert [{**r, "ms": 0} for r in runs[5]] == [{**r, "ms": 0} for r in runs[1]]
+    assert [r["lr"] for r in runs[5]] == [
+        schedules.warmup_cosine(s, 12, 4e-3, 100) for s in range(12)
+    ]
     assert all(r["grad_norm"] > 0 for r in runs[5])
 
 
@@ -479,16 +839,28 @@ def test_non_finite_check_names_the_first_bad_step(monkeypatch, small, tmp_path)
         return lm_loss(model, x, y) * (float("nan") if len(calls) >= 3 else 1.0)
 
     monkeypatch.setattr(train, "lm_loss", nan_from_step_3)
-    with pytest.raises(train.TrainingError, match="the loss became nan at step 3; lower --lr"):
-        train.train_text(splits, config, train.RunConfig(steps=8, batch_size=4), tmp_path, log_interval=8,
-                         progress=False)
+    with pytest.raises(
+        train.TrainingError, match="the loss became nan at step 3; lower --lr"
+    ):
+        train.train_text(
+            splits,
+            config,
+            train.RunConfig(steps=8, batch_size=4),
+            tmp_path,
+            log_interval=8,
+            progress=False,
+        )
 
 
 def test_best_checkpoint_follows_the_validation_loss(trained):
     records = metrics(trained / "done")
     val = {r["step"]: r["val_loss"] for r in records if "val_loss" in r}
-    assert load_checkpoint(trained / "done" / "best.pt")["step"] == min(val, key=val.get)
-    assert load_checkpoint(trained / "done" / "ckpt.pt")["best_val_loss"] == min(val.values())
+    assert load_checkpoint(trained / "done" / "best.pt")["step"] == min(
+        val, key=val.get
+    )
+    assert load_checkpoint(trained / "done" / "ckpt.pt")["best_val_loss"] == min(
+        val.values()
+    )
 
 
 def test_dropout_flag_reaches_the_model(small, tmp_path):
@@ -500,6 +872,11 @@ def test_dropout_flag_reaches_the_model(small, tmp_path):
     assert metrics(tmp_path / "d1")[0]["loss"] != metrics(tmp_path / "d0")[0]["loss"]
     splits = batching.split_text(small.read_text())
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
-    model = train.train_text(splits, config, train.RunConfig(steps=1, batch_size=4, dropout=0.2), tmp_path / "d2",
-                             progress=False).model
+    model = train.train_text(
+        splits,
+        config,
+        train.RunConfig(steps=1, batch_size=4, dropout=0.2),
+        tmp_path / "d2",
+        progress=False,
+    ).model
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.2}
