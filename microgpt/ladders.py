@@ -23,7 +23,7 @@ from microgpt.config import SHAKESPEARE, GPTConfig
 from microgpt.data import load_names, load_shakespeare
 from microgpt.model import GPT
 from microgpt.port import gpt_from_scalar
-from microgpt.precision import attention_kernel, grad_scaler, resolve_dtype
+from microgpt.precision import attention_for, grad_scaler, resolve_dtype
 from microgpt.roofline import step_flops
 from microgpt.timing import Rung, compile_now, spread
 from microgpt.tokenizer import CharTokenizer
@@ -70,7 +70,7 @@ def torch_rung(
     """The batched torch step that ``microgpt train names`` runs (``train.names_step``
     or, compiled, ``train.compiled_names_step``), float32.
     """
-    model = gpt_from_scalar(config, weights, sdpa=True).to(device)
+    model = gpt_from_scalar(config, weights, attention="sdpa").to(device)
     data = batching.encode_names(docs, tok, config.block_size).to(device)
     if compile:
         names_step = train.compiled_names_step(model)
@@ -166,7 +166,7 @@ def text_rung(
     device: torch.device,
     steps: int,
     *,
-    sdpa: bool,
+    attention: str,
     dtype: str,
     compile: bool = False,
     default: bool = False,
@@ -177,8 +177,7 @@ def text_rung(
     config, batches = data
     run = train.RunConfig(steps=1, batch_size=len(batches[0][0]))
     torch.manual_seed(run.seed)
-    kernel = attention_kernel(device, dtype)
-    model = GPT(config, sdpa=sdpa).to(device).use_kernel(kernel)
+    model = GPT(config, attention).to(device)
     optimizer = train.make_text_optimizer(model, run, device)
     flops = step_flops(model, run.batch_size)
     forward, scaler = (
@@ -209,7 +208,7 @@ def text_rung(
         dtype,
         default,
         shape=(config, run.batch_size),
-        scores_in_memory=not sdpa or kernel is not None,
+        scores_in_memory=attention != "sdpa",
     )
 
 
@@ -238,13 +237,14 @@ def shakespeare_rungs(
         for i in range(4)
     ]
     data, dtype = (config, batches), resolve_dtype(SHAKESPEARE["dtype"], device)
+    attention = attention_for(device, dtype)  # as train_text would train
     rungs = [
         text_rung(
             "fp32 eager (explicit mask)",
             data,
             device,
             steps,
-            sdpa=False,
+            attention="explicit",
             dtype="float32",
         ),
         text_rung(
@@ -252,7 +252,7 @@ def shakespeare_rungs(
             data,
             device,
             steps,
-            sdpa=True,
+            attention="sdpa",
             dtype="float32",
             default=dtype == "float32",
         ),
@@ -263,11 +263,25 @@ def shakespeare_rungs(
             "+ bf16 autocast" if dtype == "bfloat16" else "+ fp16 autocast, GradScaler"
         )
         rungs.append(
-            text_rung(name, data, device, steps, sdpa=True, dtype=dtype, default=True)
+            text_rung(
+                name,
+                data,
+                device,
+                steps,
+                attention=attention,
+                dtype=dtype,
+                default=True,
+            )
         )
     if compile:
         compiled = text_rung(
-            "+ torch.compile", data, device, steps, sdpa=True, dtype=dtype, compile=True
+            "+ torch.compile",
+            data,
+            device,
+            steps,
+            attention=attention,
+            dtype=dtype,
+            compile=True,
         )
         rungs.append(compile_now(compiled, device))
     return rungs

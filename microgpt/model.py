@@ -11,7 +11,6 @@ biases, a separate ``lm_head`` and no final norm. The model knows nothing of tra
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -29,7 +28,10 @@ __all__ = [
     "KVCache",
     "rmsnorm",
     "causal_mask",
-    "fused_attention",
+    "ATTENTION",
+    "explicit_attention",
+    "sdpa_attention",
+    "bf16_attention",
     "init_std",
 ]
 
@@ -48,23 +50,63 @@ def causal_mask(size: int) -> Tensor:
     return torch.full((size, size), float("-inf")).triu(1)
 
 
-def fused_attention(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0
+def explicit_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float = 0.0
 ) -> Tensor:
-    """PyTorch's fused attention kernel: causal when ``mask`` is None, else with the
-    additive ``mask``.
+    """Attention written out: scores, the additive causal ``mask``, softmax, weighted
+    sum of the values.
 
-    ``dropout`` zeroes that fraction of the attention weights (training only; the caller
-    passes 0 in eval).
+    ``q`` is ``(B, H, T, head_dim)``, ``k`` and ``v`` ``(B, H, S, head_dim)`` (S keys:
+    any cached ones, then the T new ones) and ``mask`` ``(T, S)``. The ``(T, S)`` table
+    of scores is made in memory. ``dropout`` zeroes that fraction of the attention
+    weights (the model passes 0 outside training).
     """
-    if mask is None:  # no cached prefix: the kernel applies the same causal mask itself
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)) + mask
+    weights = scores.softmax(dim=-1)
+    return (F.dropout(weights, dropout) if dropout else weights) @ v
+
+
+def sdpa_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float = 0.0
+) -> Tensor:
+    """The same maths in one call of PyTorch's fused kernel,
+    ``F.scaled_dot_product_attention``, which never stores the table of scores.
+
+    With as many keys as queries (nothing cached) the kernel applies the causal mask
+    itself, which lets it skip the masked half; after a cached prefix it adds ``mask``.
+    """
+    if q.size(2) == k.size(2):
         return F.scaled_dot_product_attention(
             q, k, v, dropout_p=dropout, is_causal=True
         )
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
-Kernel = Callable[[Tensor, Tensor, Tensor, "Tensor | None", float], Tensor]
+def bf16_attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float = 0.0
+) -> Tensor:
+    """The explicit maths with the scores, softmax and weighted sum all in bfloat16.
+
+    For CPUs training in bfloat16: there PyTorch's fused kernel is slower in bfloat16
+    than in float32, and both are slower than these three bfloat16 operations
+    (``python -m microgpt.bench shakespeare`` times the step).
+    """
+    with torch.autocast(q.device.type, enabled=False):
+        (B, H, T, D), S = q.shape, k.shape[2]
+        q, k, v = (t.bfloat16().reshape(B * H, -1, D) for t in (q, k, v))
+        bias = mask.to(torch.bfloat16).expand(B * H, T, S)
+        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=D**-0.5)
+        weights = scores.softmax(-1)
+        weights = F.dropout(weights, dropout) if dropout else weights
+        return (weights @ v).view(B, H, T, D)
+
+
+# The attention variants a GPT can be built with: GPT(config, attention="sdpa")
+ATTENTION = {
+    "explicit": explicit_attention,
+    "sdpa": sdpa_attention,
+    "bf16": bf16_attention,
+}
 
 
 @dataclass
@@ -87,23 +129,20 @@ class CausalSelfAttention(nn.Module):
     before it.
     """
 
-    def __init__(self, config: GPTConfig, sdpa: bool = False, dropout: float = 0.0):
+    def __init__(
+        self, config: GPTConfig, attention: str = "explicit", dropout: float = 0.0
+    ):
         super().__init__()
         d = config.n_embd
-        self.n_head, self.head_dim, self.sdpa, self.dropout = (
-            config.n_head,
-            config.head_dim,
-            sdpa,
-            dropout,
-        )
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.attend = ATTENTION[attention]
+        self.dropout = dropout
         self.wq = nn.Linear(d, d, bias=False)
         self.wk = nn.Linear(d, d, bias=False)
         self.wv = nn.Linear(d, d, bias=False)
         self.wo = nn.Linear(d, d, bias=False)
         self.register_buffer("mask", causal_mask(config.block_size), persistent=False)
-        # what ``sdpa`` runs; GPT.use_kernel swaps it
-        self.kernel: Kernel = fused_attention
-        self.attn_drop, self.resid_drop = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.resid_drop = nn.Dropout(dropout)
 
     def heads(self, x: Tensor) -> Tensor:
         """(B, T, C) -> (B, n_head, T, head_dim): each head gets its own slice of the
@@ -127,22 +166,9 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache.keys[layer], k], dim=2)
                 v = torch.cat([cache.values[layer], v], dim=2)
             cache.keys[layer], cache.values[layer] = k, v
-        if self.sdpa:
-            # the kernel drops attention weights itself
-            p = self.dropout if self.training else 0.0
-            y = self.kernel(
-                q,
-                k,
-                v,
-                None if start == 0 else self.mask[start : start + T, : start + T],
-                p,
-            )
-        else:
-            att = (
-                q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
-                + self.mask[start : start + T, : start + T]
-            )
-            y = self.attn_drop(att.softmax(dim=-1)) @ v
+        # rows: the T new positions; columns: every position so far
+        mask = self.mask[start : start + T, : start + T]
+        y = self.attend(q, k, v, mask, self.dropout if self.training else 0.0)
         return self.resid_drop(self.wo(y.transpose(1, 2).reshape(B, T, C)))
 
 
@@ -164,9 +190,11 @@ class Block(nn.Module):
     to the residual.
     """
 
-    def __init__(self, config: GPTConfig, sdpa: bool = False, dropout: float = 0.0):
+    def __init__(
+        self, config: GPTConfig, attention: str = "explicit", dropout: float = 0.0
+    ):
         super().__init__()
-        self.attn = CausalSelfAttention(config, sdpa, dropout)
+        self.attn = CausalSelfAttention(config, attention, dropout)
         self.mlp = MLP(config, dropout)
 
     def forward(
@@ -189,8 +217,9 @@ def init_std(n_embd: int) -> float:
 
 
 class GPT(nn.Module):
-    """microgpt's GPT; ``sdpa=True`` uses PyTorch's fused attention kernel (same maths,
-    tested equal).
+    """microgpt's GPT. ``attention`` names how attention is computed, always the same
+    maths: "explicit" (written out), "sdpa" (PyTorch's fused kernel) or "bf16" (the
+    explicit maths in bfloat16, faster on CPUs that train in it).
 
     Every weight starts ~ N(0, ``std``), by default :func:`init_std` of the width.
     ``dropout`` zeroes that fraction of the embeddings, attention weights and residual
@@ -201,7 +230,7 @@ class GPT(nn.Module):
     def __init__(
         self,
         config: GPTConfig,
-        sdpa: bool = False,
+        attention: str = "explicit",
         std: float | None = None,
         dropout: float = 0.0,
     ):
@@ -210,13 +239,17 @@ class GPT(nn.Module):
             raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.config = config
+        if attention not in ATTENTION:
+            raise ValueError(
+                f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}"
+            )
+        self.config, self.attention = config, attention
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(dropout)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.layers = nn.ModuleList(
-            Block(config, sdpa, dropout) for _ in range(config.n_layer)
+            Block(config, attention, dropout) for _ in range(config.n_layer)
         )
         for p in self.parameters():
             nn.init.normal_(
@@ -247,14 +280,6 @@ class GPT(nn.Module):
         if cache is not None:
             cache.length += T
         return self.lm_head(x)
-
-    def use_kernel(self, kernel: Kernel | None) -> GPT:
-        """Run the fused attention (``sdpa=True``) with ``kernel(q, k, v, mask,
-        dropout)``; None: PyTorch's SDPA.
-        """
-        for block in self.layers:
-            block.attn.kernel = kernel or fused_attention
-        return self
 
     def new_cache(self) -> KVCache:
         """An empty key/value cache for :meth:`forward`."""

@@ -50,7 +50,7 @@ def check_weights(config: GPTConfig, weights: dict[str, Matrix]) -> None:
 def gpt_from_scalar(
     config: GPTConfig,
     weights: dict[str, Matrix],
-    sdpa: bool = False,
+    attention: str = "explicit",
     dtype: torch.dtype | None = None,
 ) -> GPT:
     """A GPT holding the scalar engine's ``weights``, in ``dtype``; the global torch RNG
@@ -59,7 +59,7 @@ def gpt_from_scalar(
     check_weights(config, weights)
     # GPT() draws random weights that are overwritten at once
     with torch.random.fork_rng(devices=[]):
-        model = GPT(config, sdpa).to(dtype)
+        model = GPT(config, attention).to(dtype)
     state = {
         torch_name(name): torch.tensor(rows, dtype=model.wte.weight.dtype)
         for name, rows in weights.items()

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 FP16_CPU_FLAGS = ("avx512_fp16", "amx_fp16")
@@ -180,36 +177,8 @@ def set_matmul_precision(device: torch.device, dtype: str) -> None:
     torch.set_float32_matmul_precision("high" if use_tf32(device, dtype) else "highest")
 
 
-def bf16_attention(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0
-) -> Tensor:
-    """Attention with the scores, softmax and weighted sum all in bfloat16, the mask
-    added explicitly.
-
-    The same maths as the model's fused attention (causal when ``mask`` is None), for
-    CPUs training in bfloat16: there PyTorch's flash kernel is slower in bfloat16 than
-    in float32, and both are slower than these three bfloat16 operations (``python -m
-    microgpt.bench shakespeare`` times the step).
+def attention_for(device: torch.device, dtype: str) -> str:
+    """The attention variant to train with (see ``model.ATTENTION``): "bf16" for a CPU
+    training in bfloat16, where it is the fastest, else PyTorch's fused "sdpa".
     """
-    with torch.autocast(q.device.type, enabled=False):
-        (B, H, T, D), S = q.shape, k.shape[2]
-        q, k, v = (t.bfloat16().reshape(B * H, -1, D) for t in (q, k, v))
-        bias = (
-            q.new_full((T, S), float("-inf")).triu(1)
-            if mask is None
-            else mask.to(torch.bfloat16)
-        )
-        scores = torch.baddbmm(
-            bias.expand(B * H, T, S), q, k.transpose(1, 2), alpha=D**-0.5
-        )
-        weights = (
-            F.dropout(scores.softmax(-1), dropout) if dropout else scores.softmax(-1)
-        )
-        return (weights @ v).view(B, H, T, D)
-
-
-def attention_kernel(device: torch.device, dtype: str) -> Callable | None:
-    """The fused-attention kernel to train with in ``dtype`` on ``device``; None keeps
-    PyTorch's SDPA.
-    """
-    return bf16_attention if device.type == "cpu" and dtype == "bfloat16" else None
+    return "bf16" if device.type == "cpu" and dtype == "bfloat16" else "sdpa"

@@ -100,7 +100,7 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     # the scalar engine's initial weights, exactly
     weights = scalar.init_weights(config, rng)
     model = gpt_from_scalar(
-        config, weights, sdpa=True, dtype=getattr(torch, args.dtype)
+        config, weights, attention="sdpa", dtype=getattr(torch, args.dtype)
     ).to(device)
     print(f"num params: {model.num_params()}")
     print(f"engine: torch on {device}, {args.dtype}, batch size {args.batch_size}")

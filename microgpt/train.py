@@ -46,7 +46,7 @@ from microgpt.checkpoint import (
 from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS, GPTConfig
 from microgpt.device import has_fused_adam
 from microgpt.model import GPT
-from microgpt.precision import attention_kernel, autocast, grad_scaler, resolve_dtype
+from microgpt.precision import attention_for, autocast, grad_scaler, resolve_dtype
 from microgpt.schedules import linear_decay, warmup_cosine
 
 
@@ -427,11 +427,8 @@ def train_text(
     check_one_batch(len(splits.train), config.block_size, run.batch_size)
     val = val_batches(splits.val, config.block_size, run.batch_size)
     torch.manual_seed(run.seed)
-    model = (
-        GPT(config, sdpa=True, dropout=run.dropout)
-        .to(device)
-        .use_kernel(attention_kernel(device, run.dtype))
-    )
+    attention = attention_for(device, run.dtype)
+    model = GPT(config, attention, dropout=run.dropout).to(device)
     optimizer = make_text_optimizer(model, run, device)
     scaler = grad_scaler(device, run.dtype)
     start, best = 0, math.inf

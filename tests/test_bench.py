@@ -198,11 +198,9 @@ def test_the_rungs_say_whose_attention_stores_its_scores(data_dir):
     def rung(**kw):
         return ladders.text_rung("r", data, torch.device("cpu"), 1, **kw)
 
-    assert rung(sdpa=False, dtype="float32").scores_in_memory
-    assert not rung(sdpa=True, dtype="float32").scores_in_memory
-    assert rung(
-        sdpa=True, dtype="bfloat16"
-    ).scores_in_memory  # precision.bf16_attention on a CPU
+    assert rung(attention="explicit", dtype="float32").scores_in_memory
+    assert not rung(attention="sdpa", dtype="float32").scores_in_memory
+    assert rung(attention="bf16", dtype="bfloat16").scores_in_memory
 
 
 def test_a_cpu_without_bfloat16_keeps_the_float32_sdpa_step(data_dir, monkeypatch):

@@ -24,7 +24,7 @@ def first_loss(splits, config: GPTConfig, seed: int, batch: int) -> float:
     them.
     """
     torch.manual_seed(seed)
-    model = GPT(config, sdpa=True)
+    model = GPT(config, attention="sdpa")
     x, y = get_batch(splits.train, 0, seed, config.block_size, batch)
     with torch.no_grad():
         return lm_loss(model, x, y).item()
@@ -72,15 +72,15 @@ def test_first_loss_near_uniform_at_every_width(splits, width):
 CONFIG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_embd=16, n_head=4)
 
 
-def make(dropout: float, sdpa: bool) -> GPT:
+def make(dropout: float, attention: str) -> GPT:
     torch.manual_seed(0)
-    return GPT(CONFIG, sdpa=sdpa, dropout=dropout)
+    return GPT(CONFIG, attention, dropout=dropout)
 
 
-@pytest.mark.parametrize("sdpa", [False, True])
-def test_dropout_zero_changes_nothing(sdpa):
+@pytest.mark.parametrize("attention", ["explicit", "sdpa"])
+def test_dropout_zero_changes_nothing(attention):
     model, x = (
-        make(0.0, sdpa),
+        make(0.0, attention),
         torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1)),
     )
     torch.manual_seed(5)
@@ -89,13 +89,16 @@ def test_dropout_zero_changes_nothing(sdpa):
     torch.manual_seed(5)
     assert torch.equal(trained, model.eval()(x))
     assert torch.equal(state, torch.get_rng_state())  # no random numbers drawn either
-    assert make(0.0, sdpa).state_dict().keys() == make(0.5, sdpa).state_dict().keys()
+    assert (
+        make(0.0, attention).state_dict().keys()
+        == make(0.5, attention).state_dict().keys()
+    )
 
 
-@pytest.mark.parametrize("sdpa", [False, True])
-def test_dropout_acts_in_training_only(sdpa):
+@pytest.mark.parametrize("attention", ["explicit", "sdpa"])
+def test_dropout_acts_in_training_only(attention):
     x = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1))
-    model, plain = make(0.5, sdpa), make(0.0, sdpa)
+    model, plain = make(0.5, attention), make(0.0, attention)
     # same weights
     assert all(
         torch.equal(a, b) for a, b in zip(model.parameters(), plain.parameters())

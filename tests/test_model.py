@@ -153,7 +153,7 @@ def test_porting_weights_leaves_the_global_rng_alone():
     weights = scalar.init_weights(CONFIG, random.Random(5))
     torch.manual_seed(7)
     state = torch.get_rng_state()
-    model = gpt_from_scalar(CONFIG, weights, sdpa=True, dtype=torch.float64)
+    model = gpt_from_scalar(CONFIG, weights, attention="sdpa", dtype=torch.float64)
     assert torch.equal(torch.get_rng_state(), state)
     assert model.wte.weight.dtype == torch.float64 and scalar_weights(model) == weights
 
@@ -193,12 +193,12 @@ def test_the_mask_and_rmsnorm():
     )
 
 
-def test_fused_attention_is_the_same(float64):
+def test_sdpa_attention_is_the_same(float64):
     weights = scalar.init_weights(CONFIG, random.Random(2), std=0.3)
     idx = torch.randint(0, 27, (4, 16), generator=torch.Generator().manual_seed(0))
     explicit, fused = (
         gpt_from_scalar(CONFIG, weights),
-        gpt_from_scalar(CONFIG, weights, sdpa=True),
+        gpt_from_scalar(CONFIG, weights, attention="sdpa"),
     )
     assert torch.allclose(explicit(idx), fused(idx), rtol=1e-12, atol=1e-13)
     explicit(idx).sum().backward()
@@ -207,10 +207,10 @@ def test_fused_attention_is_the_same(float64):
         assert torch.allclose(a.grad, b.grad, rtol=1e-11, atol=1e-13)
 
 
-@pytest.mark.parametrize("sdpa", [False, True])
-def test_cache_continues_exactly(float64, sdpa):
+@pytest.mark.parametrize("attention", ["explicit", "sdpa"])
+def test_cache_continues_exactly(float64, attention):
     model = gpt_from_scalar(
-        CONFIG, scalar.init_weights(CONFIG, random.Random(4), std=0.3), sdpa=sdpa
+        CONFIG, scalar.init_weights(CONFIG, random.Random(4), std=0.3), attention
     )
     idx = torch.randint(0, 27, (2, 16), generator=torch.Generator().manual_seed(1))
     cache = model.new_cache()

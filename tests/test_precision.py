@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from microgpt import batching, cli, precision, train
 from microgpt.checkpoint import load_checkpoint
 from microgpt.config import GPTConfig
-from microgpt.model import GPT, causal_mask, fused_attention
+from microgpt.model import GPT, bf16_attention, causal_mask
 
 CUDA, CPU, MPS = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
 
@@ -174,7 +174,7 @@ def test_float16_step_unscales_before_clipping(splits):
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     x, y = batching.get_batch(splits.train, 0, 1337, 16, 4)
     torch.manual_seed(0)
-    model = GPT(config, sdpa=True)
+    model = GPT(config, attention="sdpa")
     train.lm_loss(model, x, y).backward()
     true_norm = torch.linalg.vector_norm(
         torch.stack([p.grad.norm() for p in model.parameters()])
@@ -356,35 +356,29 @@ def test_cli_auto_on_a_cpu_without_bf16_trains_in_float32(
     assert load_checkpoint(tmp_path / "ckpt.pt")["run"]["dtype"] == "float32"
 
 
-def test_the_bf16_cpu_kernel_is_attention_in_bfloat16():
-    """Causal and explicitly masked calls agree, and both match float32 attention to
-    bfloat16's precision.
-    """
+def test_bf16_attention_is_attention_in_bfloat16():
+    """It matches float32 attention to bfloat16's precision, and no closer."""
     q, k, v = torch.randn(3, 2, 4, 10, 8).unbind(0)
-    y = precision.bf16_attention(q, k, v, None)
-    masked = precision.bf16_attention(q, k, v, causal_mask(10))
-    assert y.dtype == torch.bfloat16 and torch.equal(y, masked)
+    y = bf16_attention(q, k, v, causal_mask(10))
+    assert y.dtype == torch.bfloat16
     exact = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    assert torch.allclose(y.float(), exact, atol=3e-2) and not torch.allclose(
-        y.float(), exact, atol=1e-5
-    )
+    assert torch.allclose(y.float(), exact, atol=3e-2)
+    assert not torch.allclose(y.float(), exact, atol=1e-5)
 
 
-def test_the_bf16_cpu_kernel_is_only_chosen_for_bfloat16_on_a_cpu():
-    assert precision.attention_kernel(CPU, "bfloat16") is precision.bf16_attention
-    assert precision.attention_kernel(CPU, "float32") is None
-    assert precision.attention_kernel(CUDA, "bfloat16") is None
+def test_bf16_attention_is_only_chosen_for_bfloat16_on_a_cpu():
+    assert precision.attention_for(CPU, "bfloat16") == "bf16"
+    assert precision.attention_for(CPU, "float32") == "sdpa"
+    assert precision.attention_for(CUDA, "bfloat16") == "sdpa"
 
 
-def test_a_model_on_the_bf16_kernel_continues_its_cache_and_drops_out():
-    """The kernel serves the KV cache (an explicit mask slice) and attention dropout
-    like SDPA does.
+def test_a_model_on_bf16_attention_continues_its_cache_and_drops_out():
+    """bf16 attention serves the KV cache (a slice of the mask) and attention dropout
+    as SDPA does.
     """
     config = GPTConfig(vocab_size=11, block_size=12, n_layer=2, n_embd=16, n_head=2)
     torch.manual_seed(0)
-    model = (
-        GPT(config, sdpa=True, dropout=0.5).use_kernel(precision.bf16_attention).eval()
-    )
+    model = GPT(config, attention="bf16", dropout=0.5).eval()
     idx = torch.randint(0, 11, (2, 12))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         whole = model(idx)
@@ -394,4 +388,11 @@ def test_a_model_on_the_bf16_kernel_continues_its_cache_and_drops_out():
         model.train()
         # dropout draws new masks each call
         assert not torch.equal(model(idx), model(idx))
-    assert model.use_kernel(None).layers[0].attn.kernel is fused_attention
+
+
+def test_an_unknown_attention_is_a_clear_error():
+    config = GPTConfig(vocab_size=11, block_size=12, n_layer=1, n_embd=16, n_head=2)
+    with pytest.raises(
+        ValueError, match="attention must be one of explicit, sdpa, bf16"
+    ):
+        GPT(config, attention="flash")

@@ -78,7 +78,7 @@ def run(
     clipping) in float32; ``save`` every 10.
     """
     torch.manual_seed(seed)
-    model = GPT(config, sdpa=True)
+    model = GPT(config, attention="sdpa")
     init(model)
     opt = torch.optim.AdamW(
         model.parameters(),
