@@ -257,13 +257,12 @@ def model_from(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> GPT:
 
 def check_resumable(
     ckpt: dict[str, Any],
-    config: GPTConfig,
     run: dict[str, Any],
     tokenizer: CharTokenizer,
     path: Path,
 ) -> None:
-    """A checkpoint may be resumed only with the same model, run settings (``run``, a
-    dict) and vocabulary.
+    """A checkpoint may be resumed only by the same run (``run``: the model's shape and
+    the run's settings, as a dict) on the same text.
     """
     if ckpt["dataset"] != "shakespeare" or not ckpt.get("optimizer"):
         raise CheckpointError(f"{path} is not a resumable text-training checkpoint")
@@ -273,7 +272,10 @@ def check_resumable(
         raise CheckpointError(
             f"{path} was trained on another text; pass the same --data to resume it"
         )
-    if ckpt["config"] != dataclasses.asdict(config) or ckpt["run"] != run:
+    # the shape is in "config" (and in "run" too, in newer checkpoints)
+    saved = {**ckpt["config"], **ckpt["run"]}
+    del saved["vocab_size"]
+    if saved != run:
         raise CheckpointError(f"{path} was written by a run with different settings")
     if ckpt["step"] >= run["steps"]:
         raise CheckpointError(

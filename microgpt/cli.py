@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from microgpt import __version__
 from microgpt.commands import SMALL_WORK_THREADS, CLIError, train_names_scalar
-from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS
+from microgpt.config import EPOCHS, TrainConfig
 from microgpt.data import DataError, load_names
 
 
@@ -155,8 +155,12 @@ def add_model_flags(
     )
 
 
+# the defaults `microgpt train shakespeare --help` shows
+DEFAULTS = TrainConfig()
+
+
 def add_shakespeare_parser(datasets) -> None:
-    """``microgpt train shakespeare`` and its flags."""
+    """``microgpt train shakespeare`` and its flags (None: not given, the default)."""
     p = datasets.add_parser(
         "shakespeare",
         help="an 836K-parameter GPT on tiny-shakespeare",
@@ -179,44 +183,44 @@ def add_shakespeare_parser(datasets) -> None:
     p.add_argument(
         "--steps",
         type=positive_int,
-        help=f"training steps (default {SHAKESPEARE_EPOCHS} epochs)",
+        help=f"training steps (default {EPOCHS} epochs)",
     )
     p.add_argument(
         "--batch-size",
         type=positive_int,
         help="blocks per step, all torchrun processes together "
-        f"(default {SHAKESPEARE['batch_size']})",
+        f"(default {DEFAULTS.batch_size})",
     )
     p.add_argument(
         "--block-size",
         type=positive_int,
-        help=f"context length (default {SHAKESPEARE['block_size']})",
+        help=f"context length (default {DEFAULTS.block_size})",
     )
     p.add_argument(
         "--n-embd",
         type=positive_int,
-        help=f"embedding width (default {SHAKESPEARE['n_embd']})",
+        help=f"embedding width (default {DEFAULTS.n_embd})",
     )
     p.add_argument(
         "--n-head",
         type=positive_int,
-        help=f"attention heads (default {SHAKESPEARE['n_head']})",
+        help=f"attention heads (default {DEFAULTS.n_head})",
     )
     p.add_argument(
         "--n-layer",
         type=positive_int,
-        help=f"transformer blocks (default {SHAKESPEARE['n_layer']})",
+        help=f"transformer blocks (default {DEFAULTS.n_layer})",
     )
     p.add_argument(
         "--lr",
         type=positive_float,
-        help=f"peak learning rate (default {SHAKESPEARE['lr']})",
+        help=f"peak learning rate (default {DEFAULTS.lr})",
     )
     p.add_argument(
         "--warmup",
         type=warmup_value,
         help=f"warmup: a number of steps (100) or a fraction of the run (0.05) "
-        f"(default {SHAKESPEARE['warmup']})",
+        f"(default {DEFAULTS.warmup})",
     )
     p.add_argument(
         "--grad-accum",
@@ -224,23 +228,21 @@ def add_shakespeare_parser(datasets) -> None:
         metavar="N",
         help="split each process's share of a batch into N micro-batches whose "
         "gradients add up before one update: the same step in less memory "
-        "(default 1)",
+        f"(default {DEFAULTS.grad_accum})",
     )
     p.add_argument(
         "--dropout",
         type=dropout_rate,
         help="fraction of activations zeroed while training "
-        f"(default {SHAKESPEARE['dropout']})",
+        f"(default {DEFAULTS.dropout})",
     )
-    p.add_argument(
-        "--seed", type=int, help=f"random seed (default {SHAKESPEARE['seed']})"
-    )
+    p.add_argument("--seed", type=int, help=f"random seed (default {DEFAULTS.seed})")
     p.add_argument(
         "--dtype",
         choices=["auto", "float32", "bfloat16", "float16"],
         help="compute precision; auto: bfloat16 where the hardware does it natively, "
-        "float16 on older CUDA GPUs, else float32 (default auto; microgpt doctor "
-        "says why)",
+        "float16 on older CUDA GPUs, else float32 "
+        f"(default {DEFAULTS.dtype}; microgpt doctor says why)",
     )
     p.add_argument(
         "--eval-interval",

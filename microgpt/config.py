@@ -1,5 +1,5 @@
 """The hyper-parameters that fix a GPT's shape, shared by the scalar and the torch
-model, and the runs' defaults.
+model, and those of a Shakespeare training run.
 """
 
 from __future__ import annotations
@@ -38,19 +38,48 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
 
-# `microgpt train shakespeare`'s defaults: the 836K-parameter model's shape and its
-# run's settings.
-SHAKESPEARE = {
-    "block_size": 256,
-    "n_embd": 128,
-    "n_head": 4,
-    "n_layer": 4,
-    "batch_size": 32,
-    "lr": 4e-3,
-    "warmup": 100,
-    "seed": 1337,
-    "dtype": "auto",
-    "grad_accum": 1,
-    "dropout": 0.0,
-}
-SHAKESPEARE_EPOCHS = 15  # the default run's length, in passes over the training text
+# the default run's length, in passes over the training text
+EPOCHS = 15
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that fixes a run of ``microgpt train shakespeare``: the model's shape
+    and the run's settings, each default stated once, here.
+
+    The command line's flags override it with ``dataclasses.replace``, and a resume
+    must match the checkpoint's. Three defaults depend on the text and the machine:
+    ``steps`` 0 is ``EPOCHS`` passes over the training text, a float ``warmup`` is a
+    fraction of the run (0.05: its first 5%) and ``dtype`` "auto" is what the device
+    computes natively; ``train.resolved`` turns them into numbers.
+    """
+
+    # the model (its vocabulary comes from the text)
+    block_size: int = 256
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    # the run
+    steps: int = 0
+    batch_size: int = 32
+    lr: float = 4e-3
+    warmup: int | float = 100
+    seed: int = 1337
+    dtype: str = "auto"
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    dropout: float = 0.0
+    data_sha256: str = ""
+
+    def model(self, vocab_size: int) -> GPTConfig:
+        """The shape of the GPT this run trains, for a vocabulary of ``vocab_size``."""
+        return GPTConfig(
+            vocab_size, self.block_size, self.n_layer, self.n_embd, self.n_head
+        )
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> TrainConfig:
+        """The run that wrote a checkpoint: its ``config`` (the shape) and ``run``."""
+        shape = {k: v for k, v in ckpt["config"].items() if k != "vocab_size"}
+        return cls(**{**shape, **ckpt["run"]})

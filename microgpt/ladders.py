@@ -10,6 +10,7 @@ loop itself runs it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import tempfile
@@ -19,7 +20,7 @@ import torch
 
 from microgpt import batching, scalar, train
 from microgpt.checkpoint import read_metrics
-from microgpt.config import SHAKESPEARE, GPTConfig
+from microgpt.config import GPTConfig, TrainConfig
 from microgpt.data import load_names, load_shakespeare
 from microgpt.model import GPT
 from microgpt.port import gpt_from_scalar
@@ -139,7 +140,7 @@ def names_rungs(device: torch.device, steps: int, compile: bool) -> list[Rung]:
 
 
 # --small: a quick check
-SMALL = {"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2, "batch_size": 8}
+SMALL = TrainConfig(block_size=64, n_embd=64, n_head=4, n_layer=2, batch_size=8)
 
 
 def shakespeare_setup(
@@ -149,15 +150,8 @@ def shakespeare_setup(
     defaults, or ``SMALL``).
     """
     splits = batching.split_text(load_shakespeare())
-    s = SMALL if small else SHAKESPEARE
-    config = GPTConfig(
-        splits.tokenizer.vocab_size,
-        s["block_size"],
-        s["n_layer"],
-        s["n_embd"],
-        s["n_head"],
-    )
-    return splits, config, s["batch_size"]
+    run = SMALL if small else TrainConfig()
+    return splits, run.model(splits.tokenizer.vocab_size), run.batch_size
 
 
 def text_rung(
@@ -175,7 +169,7 @@ def text_rung(
     compilation given.
     """
     config, batches = data
-    run = train.RunConfig(steps=1, batch_size=len(batches[0][0]))
+    run = TrainConfig(steps=1, batch_size=len(batches[0][0]))
     torch.manual_seed(run.seed)
     model = GPT(config, attention).to(device)
     optimizer = train.make_text_optimizer(model, run, device)
@@ -226,7 +220,7 @@ def shakespeare_rungs(
     as nanoGPT runs it.
     """
     splits, config, batch_size = shakespeare_setup(small)
-    seed = SHAKESPEARE["seed"]
+    seed = TrainConfig().seed
     batches = [
         tuple(
             t.to(device)
@@ -236,7 +230,7 @@ def shakespeare_rungs(
         )
         for i in range(4)
     ]
-    data, dtype = (config, batches), resolve_dtype(SHAKESPEARE["dtype"], device)
+    data, dtype = (config, batches), resolve_dtype(TrainConfig().dtype, device)
     attention = attention_for(device, dtype)  # as train_text would train
     rungs = [
         text_rung(
@@ -292,12 +286,8 @@ def loop_ms(device: torch.device, steps: int, small: bool = False) -> dict:
     ``train.train_text`` on the default step (after 3 unrecorded ones): the step as the
     training loop runs it, batches, schedule and logging included.
     """
-    splits, config, batch_size = shakespeare_setup(small)
-    run = train.RunConfig(
-        steps=steps + 3,
-        batch_size=batch_size,
-        dtype=resolve_dtype(SHAKESPEARE["dtype"], device),
-    )
+    splits = batching.split_text(load_shakespeare())
+    run = dataclasses.replace(SMALL if small else TrainConfig(), steps=steps + 3)
     with tempfile.TemporaryDirectory() as out:
-        train.train_text(splits, config, run, out, device=device, progress=False)
+        train.train_text(splits, run, out, device=device, progress=False)
         return spread([r["ms"] for r in read_metrics(Path(out) / "metrics.jsonl")[3:]])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import io
@@ -37,7 +38,7 @@ from microgpt.commands import (
     start_names,
     step_printer,
 )
-from microgpt.config import SHAKESPEARE, GPTConfig
+from microgpt.config import TrainConfig
 from microgpt.data import load_shakespeare
 from microgpt.device import pick_device
 from microgpt.port import gpt_from_scalar
@@ -133,34 +134,28 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     )
 
 
+def given_settings(args: argparse.Namespace) -> dict:
+    """The fields of the run's ``TrainConfig`` that the command line's flags set."""
+    names = (field.name for field in dataclasses.fields(TrainConfig))
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
 def resumed_settings(
-    args: argparse.Namespace, resume: dict, device: torch.device, data_sha256: str
-) -> tuple[GPTConfig, train.RunConfig]:
-    """A checkpoint's model shape and run settings; a flag that contradicts them is an
-    error.
-    """
+    args: argparse.Namespace, resume: dict, train_chars: int, device: torch.device
+) -> TrainConfig:
+    """The run that wrote the checkpoint; a flag that contradicts it is an error."""
     if resume["dataset"] != "shakespeare" or not resume.get("optimizer"):
         raise CLIError(f"{args.out}/ckpt.pt is not a resumable Shakespeare checkpoint")
-    config, run = (
-        GPTConfig(**resume["config"]),
-        train.RunConfig(**{**resume["run"], "data_sha256": data_sha256}),
-    )
-    for name in [*SHAKESPEARE, "steps"]:
-        given, saved = (
-            getattr(args, name),
-            getattr(config if hasattr(config, name) else run, name),
-        )
-        if name == "dtype" and given is not None:
-            given = precision.resolve_dtype(given, device)
-        if name == "warmup" and isinstance(given, float):
-            given = round(given * run.steps)
-        if given is not None and given != saved:
+    saved, given = TrainConfig.from_checkpoint(resume), given_settings(args)
+    asked = train.resolved(dataclasses.replace(saved, **given), train_chars, device)
+    for name in given:
+        if getattr(asked, name) != getattr(saved, name):
             flag = "--" + name.replace("_", "-")
             raise CLIError(
-                f"{flag} {given} differs from the checkpoint's {saved}; "
-                "drop it to resume the run as it was"
+                f"{flag} {getattr(asked, name)} differs from the checkpoint's "
+                f"{getattr(saved, name)}; drop it to resume the run as it was"
             )
-    return config, run
+    return saved
 
 
 # torch's own: 836K parameters in 32 x 256 blocks keep every core busy
@@ -196,17 +191,17 @@ def run_shakespeare(args: argparse.Namespace) -> None:
                 "run without --resume to start"
             )
         resume = load_checkpoint(ckpt_path)
-        config, run = resumed_settings(args, resume, device, data_sha256)
+        run = resumed_settings(args, resume, len(splits.train), device)
     elif ckpt_path.exists():
         raise CLIError(
             f"{args.out} already holds a checkpoint; add --resume to continue it, "
             "or choose another --out"
         )
     else:
-        flags = {name: getattr(args, name) for name in SHAKESPEARE}
-        config, run = train.text_settings(
-            splits, device, data_sha256, args.steps, **flags
-        )
+        run = dataclasses.replace(TrainConfig(), **given_settings(args))
+    run = dataclasses.replace(run, data_sha256=data_sha256)
+    run = train.resolved(run, len(splits.train), device)
+    config = run.model(splits.tokenizer.vocab_size)
     if note := precision.warning(run.dtype, device):
         print(f"microgpt: warning: {note}", file=sys.stderr)
     precision.set_matmul_precision(device, run.dtype)
@@ -248,7 +243,6 @@ def run_shakespeare(args: argparse.Namespace) -> None:
     try:
         result = train.train_text(
             splits,
-            config,
             run,
             args.out,
             device=device,

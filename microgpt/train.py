@@ -43,7 +43,7 @@ from microgpt.checkpoint import (
     set_rng_state,
     truncate_metrics,
 )
-from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS, GPTConfig
+from microgpt.config import EPOCHS, TrainConfig
 from microgpt.device import has_fused_adam
 from microgpt.model import GPT
 from microgpt.precision import attention_for, autocast, grad_scaler, resolve_dtype
@@ -238,73 +238,20 @@ def train_names(
 # --- tiny-shakespeare: mini-batches of blocks, AdamW, checkpoints ---------------------
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything besides the model's shape that fixes a run's trajectory; a resume must
-    match it.
+def resolved(run: TrainConfig, train_chars: int, device: torch.device) -> TrainConfig:
+    """``run`` with its defaults made concrete: ``steps`` 0 becomes ``EPOCHS`` passes
+    over a training text of ``train_chars`` characters, a float ``warmup`` a number of
+    steps, and ``dtype`` "auto" the dtype ``device`` computes natively.
     """
-
-    steps: int
-    batch_size: int = 32
-    lr: float = 4e-3
-    warmup: int = 100
-    seed: int = 1337
-    dtype: str = "float32"
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    data_sha256: str = ""
-    grad_accum: int = 1
-    dropout: float = 0.0
-
-
-def text_settings(
-    splits: TextSplits,
-    device: torch.device,
-    data_sha256: str = "",
-    steps: int | None = None,
-    **overrides,
-) -> tuple[GPTConfig, RunConfig]:
-    """The model shape and run of ``microgpt train shakespeare``: ``config.SHAKESPEARE``
-    with ``overrides``.
-
-    An override of None keeps the default; ``steps`` defaults to ``SHAKESPEARE_EPOCHS``
-    passes over the text. A float ``warmup`` is a fraction of ``steps`` (0.05: the first
-    5% of the run), an int a number of steps.
-    """
-    unknown = sorted(set(overrides) - set(SHAKESPEARE))
-    if unknown:
-        raise TypeError(f"unknown settings {unknown}; known: {sorted(SHAKESPEARE)}")
-    v = {
-        **SHAKESPEARE,
-        **{name: value for name, value in overrides.items() if value is not None},
-    }
-    config = GPTConfig(
-        splits.tokenizer.vocab_size,
-        v["block_size"],
-        v["n_layer"],
-        v["n_embd"],
-        v["n_head"],
+    check_one_batch(train_chars, run.block_size, run.batch_size)
+    steps = run.steps or EPOCHS * batches_per_epoch(
+        train_chars, run.block_size, run.batch_size
     )
-    check_one_batch(len(splits.train), config.block_size, v["batch_size"])
-    steps = steps or SHAKESPEARE_EPOCHS * batches_per_epoch(
-        len(splits.train), config.block_size, v["batch_size"]
-    )
-    # a fraction of the run
-    warmup = (
-        round(v["warmup"] * steps) if isinstance(v["warmup"], float) else v["warmup"]
-    )
-    run = RunConfig(
-        steps,
-        v["batch_size"],
-        v["lr"],
-        warmup,
-        v["seed"],
-        resolve_dtype(v["dtype"], device),
-        data_sha256=data_sha256,
-        grad_accum=v["grad_accum"],
-        dropout=v["dropout"],
-    )
-    return config, run
+    warmup = run.warmup
+    if isinstance(warmup, float):
+        warmup = round(warmup * steps)
+    dtype = resolve_dtype(run.dtype, device)
+    return dataclasses.replace(run, steps=steps, warmup=warmup, dtype=dtype)
 
 
 @dataclass
@@ -334,7 +281,7 @@ def evaluate(
 
 
 def make_text_optimizer(
-    model: torch.nn.Module, run: RunConfig, device: torch.device
+    model: torch.nn.Module, run: TrainConfig, device: torch.device
 ) -> torch.optim.AdamW:
     """AdamW over every weight, fused into one kernel where torch has one for the
     device.
@@ -396,8 +343,7 @@ def text_update(
 
 def train_text(
     splits: TextSplits,
-    config: GPTConfig,
-    run: RunConfig,
+    run: TrainConfig,
     out: str | Path,
     *,
     device: torch.device | str = "cpu",
@@ -407,8 +353,8 @@ def train_text(
     resume: dict | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Train a GPT on ``splits`` into ``out/metrics.jsonl`` and ``out/ckpt.pt``;
-    ``resume`` continues a checkpoint.
+    """Train the GPT ``run`` describes on ``splits`` into ``out/metrics.jsonl`` and
+    ``out/ckpt.pt``; ``resume`` continues a checkpoint.
 
     Every step gets a metrics record, but its loss and gradient norm stay on the device
     until the next ``log_interval`` step (or validation, checkpoint, or the last step):
@@ -423,8 +369,9 @@ def train_text(
         out / "best.pt",
         out / "metrics.jsonl",
     )
-    # before anything is written
-    check_one_batch(len(splits.train), config.block_size, run.batch_size)
+    # numbers for the run's defaults, checked before anything is written
+    run = resolved(run, len(splits.train), device)
+    config = run.model(splits.tokenizer.vocab_size)
     val = val_batches(splits.val, config.block_size, run.batch_size)
     torch.manual_seed(run.seed)
     attention = attention_for(device, run.dtype)
@@ -433,9 +380,7 @@ def train_text(
     scaler = grad_scaler(device, run.dtype)
     start, best = 0, math.inf
     if resume is not None:
-        check_resumable(
-            resume, config, dataclasses.asdict(run), splits.tokenizer, ckpt_path
-        )
+        check_resumable(resume, dataclasses.asdict(run), splits.tokenizer, ckpt_path)
         model.load_state_dict(resume["model"])
         # it would adopt and update these tensors
         optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))

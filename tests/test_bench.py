@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from microgpt import batching, bench, ladders, precision, roofline, timing
-from microgpt.config import SHAKESPEARE as TEXT_DEFAULTS
-from microgpt.config import GPTConfig
+from microgpt.config import GPTConfig, TrainConfig
 from microgpt.model import GPT
 
 NAMES = [
@@ -20,6 +19,7 @@ NAMES = [
     "torch eager, batch 1",
     "torch eager, batch 32",
 ]
+TEXT_DEFAULTS = TrainConfig()
 SHAKESPEARE = ["fp32 eager (explicit mask)", "+ SDPA attention"]
 BF16 = precision.resolve_dtype("auto", torch.device("cpu")) == "bfloat16"
 
@@ -169,7 +169,10 @@ def test_profiled_operations_fall_into_the_steps_groups():
 def test_group_work_counts_the_step_flops():
     config = GPTConfig(
         66,
-        **{k: TEXT_DEFAULTS[k] for k in ("block_size", "n_layer", "n_embd", "n_head")},
+        **{
+            k: getattr(TEXT_DEFAULTS, k)
+            for k in ("block_size", "n_layer", "n_embd", "n_head")
+        },
     )
     work = roofline.group_work(config, 32, 2)
     assert work["matmuls"][0] + work["attention"][0] == roofline.step_flops(
@@ -276,7 +279,10 @@ def test_the_compiled_rung_reports_its_compile_time_apart(tmp_path, data_dir):
 def test_step_flops_counts_matmul_weights_and_attention():
     config = GPTConfig(
         66,
-        **{k: TEXT_DEFAULTS[k] for k in ("block_size", "n_layer", "n_embd", "n_head")},
+        **{
+            k: getattr(TEXT_DEFAULTS, k)
+            for k in ("block_size", "n_layer", "n_embd", "n_head")
+        },
     )
     linear = 4 * 12 * 128 * 128 + 128 * 66
     assert linear == 794_880

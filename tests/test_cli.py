@@ -172,17 +172,11 @@ def test_model_too_big_for_memory_says_how_much_it_needs(
 
 
 def test_estimate_is_not_below_what_the_default_model_holds():
-    from microgpt.config import SHAKESPEARE, GPTConfig
+    from microgpt.config import TrainConfig
     from microgpt.memory import param_count, training_bytes
     from microgpt.model import GPT
 
-    config = GPTConfig(
-        65,
-        SHAKESPEARE["block_size"],
-        SHAKESPEARE["n_layer"],
-        SHAKESPEARE["n_embd"],
-        SHAKESPEARE["n_head"],
-    )
+    config = TrainConfig().model(65)
     assert param_count(config) == GPT(config).num_params()
     # weights, gradients, two Adam moments
     assert training_bytes(config, 32) > 16 * param_count(config)

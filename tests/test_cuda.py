@@ -19,7 +19,7 @@ import torch
 
 from microgpt import batching, bench, cli, precision, train
 from microgpt.checkpoint import load_checkpoint
-from microgpt.config import GPTConfig
+from microgpt.config import TrainConfig
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU"
@@ -68,11 +68,9 @@ def train_cut_and_resume(
     """30 steps straight, and 30 steps killed after the step-10 checkpoint then resumed:
     both metrics logs.
     """
-    config = GPTConfig(splits.tokenizer.vocab_size, 64, 2, 64, 4)
-    run = train.RunConfig(steps=30, batch_size=16, dtype=dtype)
+    run = TrainConfig(64, 2, 64, 4, steps=30, batch_size=16, dtype=dtype)
     train.train_text(
         splits,
-        config,
         run,
         tmp_path / "whole",
         device=CUDA,
@@ -81,7 +79,6 @@ def train_cut_and_resume(
     )
     killed(
         splits,
-        config,
         run,
         tmp_path / "cut",
         device=CUDA,
@@ -93,7 +90,6 @@ def train_cut_and_resume(
     assert ckpt["step"] == 10 and (ckpt["scaler"] is not None) == (dtype == "float16")
     train.train_text(
         splits,
-        config,
         run,
         tmp_path / "cut",
         device=CUDA,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from microgpt.batching import get_batch, split_text
-from microgpt.config import SHAKESPEARE
+from microgpt.config import TrainConfig
 from microgpt.data import load_shakespeare
 from microgpt.model import GPT, GPTConfig, init_std
 from microgpt.train import lm_loss
@@ -41,16 +41,10 @@ def test_the_names_model_keeps_the_original_init():
 
 
 def test_default_shakespeare_model_starts_near_a_uniform_guess(splits):
-    s = SHAKESPEARE
-    config = GPTConfig(
-        splits.tokenizer.vocab_size,
-        s["block_size"],
-        s["n_layer"],
-        s["n_embd"],
-        s["n_head"],
-    )
+    run = TrainConfig()
+    config = run.model(splits.tokenizer.vocab_size)
     uniform = math.log(config.vocab_size)  # ln 66 = 4.19
-    assert abs(first_loss(splits, config, s["seed"], s["batch_size"]) - uniform) < 0.3
+    assert abs(first_loss(splits, config, run.seed, run.batch_size) - uniform) < 0.3
 
 
 @pytest.mark.parametrize("width", [32, 64, 256])

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from microgpt import batching, cli, precision, train
 from microgpt.checkpoint import load_checkpoint
-from microgpt.config import GPTConfig
+from microgpt.config import GPTConfig, TrainConfig
 from microgpt.model import GPT, bf16_attention, causal_mask
 
 CUDA, CPU, MPS = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
@@ -200,17 +200,23 @@ def test_float16_step_unscales_before_clipping(splits):
     assert all(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
+def tiny_run(**settings) -> TrainConfig:
+    """A run of the 1-layer, 16-wide test model, in float32 unless ``settings`` say
+    otherwise (so it trains the same on a CPU with bfloat16 instructions).
+    """
+    shape = {"block_size": 16, "n_layer": 1, "n_embd": 16, "n_head": 2}
+    return TrainConfig(**{**shape, "dtype": "float32", **settings})
+
+
 def test_float16_resume_is_exact_with_the_scaler_checkpointed(
     splits, tmp_path, killed_after_checkpoint
 ):
-    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
-    run_config = train.RunConfig(steps=20, batch_size=4, dtype="float16")
+    run_config = tiny_run(steps=20, batch_size=4, dtype="float16")
     train.train_text(
-        splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False
+        splits, run_config, tmp_path / "whole", eval_interval=10, progress=False
     )
     killed_after_checkpoint(
         splits,
-        config,
         run_config,
         tmp_path / "cut",
         eval_interval=10,
@@ -221,7 +227,6 @@ def test_float16_resume_is_exact_with_the_scaler_checkpointed(
     assert ckpt["step"] == 10 and ckpt["scaler"]["_growth_tracker"] == 10
     train.train_text(
         splits,
-        config,
         run_config,
         tmp_path / "cut",
         eval_interval=10,
@@ -243,11 +248,9 @@ def test_float16_resume_is_exact_with_the_scaler_checkpointed(
 
 
 def test_bfloat16_checkpoints_hold_no_scaler(splits, tmp_path):
-    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     train.train_text(
         splits,
-        config,
-        train.RunConfig(steps=2, batch_size=4, dtype="bfloat16"),
+        tiny_run(steps=2, batch_size=4, dtype="bfloat16"),
         tmp_path,
         progress=False,
     )

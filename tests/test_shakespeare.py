@@ -19,7 +19,7 @@ import torch
 
 from microgpt import batching, cli, precision, schedules, train
 from microgpt.checkpoint import load_checkpoint
-from microgpt.config import GPTConfig
+from microgpt.config import GPTConfig, TrainConfig
 from microgpt.data import DataError, load_shakespeare
 from microgpt.model import GPT
 
@@ -63,11 +63,19 @@ def timeless(folder):
     return [{k: v for k, v in r.items() if k != "ms"} for r in metrics(folder)]
 
 
+def tiny_run(**settings) -> TrainConfig:
+    """A run of the 1-layer, 16-wide test model, in float32 unless ``settings`` say
+    otherwise (so it trains the same on a CPU with bfloat16 instructions).
+    """
+    shape = {"block_size": 16, "n_layer": 1, "n_embd": 16, "n_head": 2}
+    return TrainConfig(**{**shape, "dtype": "float32", **settings})
+
+
 class Stop(Exception):
     """Raised right after a checkpoint is written, as a kill would end the run there."""
 
 
-def train_until_checkpoint(monkeypatch, splits, config, run_config, folder, **kwargs):
+def train_until_checkpoint(monkeypatch, splits, run_config, folder, **kwargs):
     """Run train_text into ``folder`` and stop it just after its first ckpt.pt; returns
     that checkpoint.
     """
@@ -80,7 +88,7 @@ def train_until_checkpoint(monkeypatch, splits, config, run_config, folder, **kw
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
     with pytest.raises(Stop):
-        train.train_text(splits, config, run_config, folder, progress=False, **kwargs)
+        train.train_text(splits, run_config, folder, progress=False, **kwargs)
     monkeypatch.undo()
     return load_checkpoint(folder / "ckpt.pt")
 
@@ -411,7 +419,6 @@ def test_resume_refuses_a_names_checkpoint(trained, small, tmp_path, capsys):
 
 def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
     splits = batching.split_text(small.read_text())
-    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     monkeypatch.setattr(
         train, "lm_loss", lambda model, x, y: model(x).sum() * float("nan")
     )
@@ -420,8 +427,7 @@ def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
     ):
         train.train_text(
             splits,
-            config,
-            train.RunConfig(steps=5, batch_size=4),
+            tiny_run(steps=5, batch_size=4),
             tmp_path,
             progress=False,
         )
@@ -429,11 +435,9 @@ def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
 
 def test_bfloat16_autocast_trains(small, tmp_path):
     splits = batching.split_text(small.read_text())
-    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     result = train.train_text(
         splits,
-        config,
-        train.RunConfig(steps=20, batch_size=4, dtype="bfloat16"),
+        tiny_run(steps=20, batch_size=4, dtype="bfloat16"),
         tmp_path,
         eval_interval=10,
         progress=False,
@@ -588,17 +592,13 @@ def test_chapter_9_get_batch_is_the_packages():
 
 def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
     splits = batching.split_text(small.read_text())
-    config, run_config = (
-        GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2),
-        train.RunConfig(steps=30, batch_size=4, dtype="bfloat16"),
-    )
+    run_config = tiny_run(steps=30, batch_size=4, dtype="bfloat16")
     train.train_text(
-        splits, config, run_config, tmp_path / "whole", eval_interval=10, progress=False
+        splits, run_config, tmp_path / "whole", eval_interval=10, progress=False
     )
     ckpt = train_until_checkpoint(
         monkeypatch,
         splits,
-        config,
         run_config,
         tmp_path / "cut",
         eval_interval=10,
@@ -607,7 +607,6 @@ def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
     assert ckpt["step"] == 10
     train.train_text(
         splits,
-        config,
         run_config,
         tmp_path / "cut",
         eval_interval=10,
@@ -621,18 +620,15 @@ def test_resuming_twice_from_one_loaded_checkpoint_leaves_it_unchanged(
     small, tmp_path, monkeypatch
 ):
     splits = batching.split_text(small.read_text())
-    config, run_config = (
-        GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2),
-        train.RunConfig(steps=20, batch_size=4),
-    )
+    run_config = tiny_run(steps=20, batch_size=4)
     ckpt = train_until_checkpoint(
-        monkeypatch, splits, config, run_config, tmp_path / "cut", ckpt_interval=10
+        monkeypatch, splits, run_config, tmp_path / "cut", ckpt_interval=10
     )
     assert ckpt["step"] == 10
     before = copy.deepcopy(ckpt["optimizer"])
     for name in ("first", "second"):
         train.train_text(
-            splits, config, run_config, tmp_path / name, resume=ckpt, progress=False
+            splits, run_config, tmp_path / name, resume=ckpt, progress=False
         )
     assert all(
         torch.equal(ckpt["optimizer"]["state"][k][n], t)
@@ -668,9 +664,7 @@ def test_chapter_10_schedule_and_step_are_the_packages():
     for step in (ns["step_fn"], package_step):
         torch.manual_seed(0)
         model = GPT(config)
-        optimizer = train.make_text_optimizer(
-            model, train.RunConfig(steps=1), torch.device("cpu")
-        )
+        optimizer = train.make_text_optimizer(model, TrainConfig(), torch.device("cpu"))
         out.append(
             (
                 step(model, optimizer, x, y, 1e-2, 0.5),
@@ -715,7 +709,7 @@ def float64_pair(text: str, seed: int = 0):
     """
     splits = batching.split_text(text[:20_000])
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
-    run = train.RunConfig(steps=3, batch_size=8)
+    run = TrainConfig(steps=3, batch_size=8)
     pair = []
     for _ in range(2):
         torch.manual_seed(seed)
@@ -789,16 +783,10 @@ def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):
 
 def test_warmup_is_steps_or_a_fraction_of_the_run(text):
     splits = batching.split_text(text[:20_000])
-    assert (
-        train.text_settings(splits, torch.device("cpu"), steps=200, warmup=0.05)[
-            1
-        ].warmup
-        == 10
-    )
-    assert (
-        train.text_settings(splits, torch.device("cpu"), steps=200, warmup=7)[1].warmup
-        == 7
-    )
+    cpu = torch.device("cpu")
+    for warmup, steps in ((0.05, 10), (7, 7)):
+        run = TrainConfig(steps=200, warmup=warmup)
+        assert train.resolved(run, len(splits.train), cpu).warmup == steps
     assert cli.warmup_value("0.05") == 0.05 and cli.warmup_value("30") == 30
     for bad in ("1.5", "-1", "x"):
         with pytest.raises((ValueError, argparse.ArgumentTypeError)):
@@ -807,13 +795,11 @@ def test_warmup_is_steps_or_a_fraction_of_the_run(text):
 
 def test_log_interval_keeps_one_record_per_step_with_grad_norm_and_lr(small, tmp_path):
     splits = batching.split_text(small.read_text())
-    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     runs = {}
     for interval in (1, 5):
         train.train_text(
             splits,
-            config,
-            train.RunConfig(steps=12, batch_size=4),
+            tiny_run(steps=12, batch_size=4),
             tmp_path / str(interval),
             log_interval=interval,
             progress=False,
@@ -831,7 +817,6 @@ def test_log_interval_keeps_one_record_per_step_with_grad_norm_and_lr(small, tmp
 
 def test_non_finite_check_names_the_first_bad_step(monkeypatch, small, tmp_path):
     splits = batching.split_text(small.read_text())
-    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     calls, lm_loss = [], train.lm_loss
 
     def nan_from_step_3(model, x, y):
@@ -844,8 +829,7 @@ def test_non_finite_check_names_the_first_bad_step(monkeypatch, small, tmp_path)
     ):
         train.train_text(
             splits,
-            config,
-            train.RunConfig(steps=8, batch_size=4),
+            tiny_run(steps=8, batch_size=4),
             tmp_path,
             log_interval=8,
             progress=False,
@@ -871,11 +855,9 @@ def test_dropout_flag_reaches_the_model(small, tmp_path):
     assert load_checkpoint(tmp_path / "d1" / "ckpt.pt")["run"]["dropout"] == 0.2
     assert metrics(tmp_path / "d1")[0]["loss"] != metrics(tmp_path / "d0")[0]["loss"]
     splits = batching.split_text(small.read_text())
-    config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     model = train.train_text(
         splits,
-        config,
-        train.RunConfig(steps=1, batch_size=4, dropout=0.2),
+        tiny_run(steps=1, batch_size=4, dropout=0.2),
         tmp_path / "d2",
         progress=False,
     ).model

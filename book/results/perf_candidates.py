@@ -27,6 +27,7 @@ import microgpt.model as model_module
 from microgpt import precision, train
 from microgpt.batching import get_batch
 from microgpt.bench import machine
+from microgpt.config import TrainConfig
 from microgpt.ladders import shakespeare_setup
 from microgpt.model import GPT, bf16_attention, sdpa_attention
 from microgpt.timing import cpu_seconds, other_load
@@ -116,7 +117,7 @@ def make_step(name, batches, config, batch_size):
     for block in model.layers:
         # candidates beyond the model's own variants: set the function directly
         block.attn.attend = attention
-    run = train.RunConfig(steps=1, batch_size=batch_size)
+    run = TrainConfig(steps=1, batch_size=batch_size)
     optimizer = train.make_text_optimizer(model, run, torch.device("cpu"))
     forward = torch.compile(model) if compile else model
     device = torch.device("cpu")

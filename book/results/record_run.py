@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from microgpt.config import SHAKESPEARE
+from microgpt.config import TrainConfig
 
 HERE = Path(__file__).parent
 SAMPLE = ["--num-samples", "3", "--max-chars", "400", "--seed", "42"]
@@ -31,10 +31,11 @@ def is_default(record: dict) -> bool:
     """Whether the run used the default settings (the sweep's flags set only
     what the defaults set too).
     """
+    default = TrainConfig()
     return (record["lr"], record["seed"], record["dropout"]) == (
-        SHAKESPEARE["lr"],
-        SHAKESPEARE["seed"],
-        SHAKESPEARE["dropout"],
+        default.lr,
+        default.seed,
+        default.dropout,
     )
 
 
@@ -43,7 +44,7 @@ def main(run_dir: str, log: str, record_json: str) -> int:
     if not is_default(record):
         print(
             f"{record_json} is not a default run "
-            "(lr, seed, dropout differ from config.SHAKESPEARE)",
+            "(lr, seed, dropout differ from config.TrainConfig's)",
             file=sys.stderr,
         )
         return 1

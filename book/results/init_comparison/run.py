@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from microgpt.batching import batches_per_epoch, get_batch, split_text
-from microgpt.config import SHAKESPEARE, SHAKESPEARE_EPOCHS, GPTConfig
+from microgpt.config import EPOCHS, GPTConfig, TrainConfig
 from microgpt.data import load_shakespeare
 from microgpt.model import GPT
 from microgpt.schedules import warmup_cosine
@@ -62,6 +62,9 @@ def init_gpt2(model: GPT) -> None:
         )
 
 
+# the default run's settings
+DEFAULT = TrainConfig()
+
 INITS = {"original": init_original, "width": init_width, "gpt2": init_gpt2}
 
 
@@ -82,7 +85,7 @@ def run(
     init(model)
     opt = torch.optim.AdamW(
         model.parameters(),
-        lr=SHAKESPEARE["lr"],
+        lr=DEFAULT.lr,
         betas=(0.9, 0.99),
         weight_decay=0.1,
     )
@@ -90,14 +93,14 @@ def run(
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = warmup_cosine(
-                step, total_steps, SHAKESPEARE["lr"], SHAKESPEARE["warmup"]
+                step, total_steps, DEFAULT.lr, DEFAULT.warmup
             )
         x, y = get_batch(
             splits.train,
             step,
             seed,
             config.block_size,
-            SHAKESPEARE["batch_size"],
+            DEFAULT.batch_size,
         )
         loss = lm_loss(model, x, y)
         opt.zero_grad(set_to_none=True)
@@ -122,23 +125,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     splits = split_text(load_shakespeare())
-    s, here = SHAKESPEARE, Path(__file__).parent
-    config = GPTConfig(
-        splits.tokenizer.vocab_size,
-        s["block_size"],
-        s["n_layer"],
-        s["n_embd"],
-        s["n_head"],
-    )
-    total = SHAKESPEARE_EPOCHS * batches_per_epoch(
-        len(splits.train), config.block_size, s["batch_size"]
+    s, here = DEFAULT, Path(__file__).parent
+    config = s.model(splits.tokenizer.vocab_size)
+    total = EPOCHS * batches_per_epoch(
+        len(splits.train), config.block_size, s.batch_size
     )
     summary = {
         "how": (
             "book/results/init_comparison/run.py: "
             f"the first steps of the default run's {total} "
-            f"(batch {s['batch_size']} x {s['block_size']}, "
-            f"peak lr {s['lr']}, warmup {s['warmup']}, "
+            f"(batch {s.batch_size} x {s.block_size}, "
+            f"peak lr {s.lr}, warmup {s.warmup}, "
             "AdamW betas (0.9, 0.99), wd 0.1, clip 1.0), "
             f"float32, {THREADS} thread"
         ),
