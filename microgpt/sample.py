@@ -15,23 +15,25 @@ from torch import Tensor
 from microgpt.tokenizer import CharTokenizer
 
 
+def is_number(value: object, kind: type | tuple[type, ...]) -> bool:
+    """Whether ``value`` is a ``kind``, a bool excluded (Python counts True as 1)."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
 def check_sampling(
     temperature: float, top_k: int | None, top_p: float | None = None
 ) -> None:
     """Reject a temperature that is not > 0, a top-k that is not a positive integer, a
     top-p outside (0, 1].
+
+    ``generate`` calls it once, before the first token, so that a caller's mistake is a
+    clear error rather than an odd sample or a failure deep inside torch.
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if top_k is not None and (
-        not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1
-    ):
+    if top_k is not None and not (is_number(top_k, int) and top_k >= 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-    if top_p is not None and (
-        isinstance(top_p, bool)
-        or not isinstance(top_p, (int, float))
-        or not 0 < top_p <= 1
-    ):
+    if top_p is not None and not (is_number(top_p, (int, float)) and 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
 
 
@@ -51,20 +53,20 @@ def nucleus(logits: Tensor, top_p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def sample_next(
+def draw(
     logits: Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    generator: torch.Generator | None = None,
-    banned: int | None = None,
-    top_p: float | None = None,
+    temperature: float,
+    top_k: int | None,
+    generator: torch.Generator | None,
+    banned: int | None,
+    top_p: float | None,
 ) -> Tensor:
     """One token id per row of ``logits`` (B, vocab): scaled by ``1/temperature``, then
     cut to the ``top_k`` best, then to the nucleus of probability ``top_p``.
 
     A ``banned`` token is never drawn (e.g. BOS in running text, where it never occurs).
+    The settings are not checked here: ``generate`` checks them once, not every token.
     """
-    check_sampling(temperature, top_k, top_p)
     logits = logits / temperature
     if banned is not None:
         logits[:, banned] = float("-inf")
@@ -74,6 +76,21 @@ def sample_next(
     if top_p is not None and top_p < 1:
         logits = nucleus(logits, top_p)
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+
+
+def sample_next(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+    banned: int | None = None,
+    top_p: float | None = None,
+) -> Tensor:
+    """``draw`` with its settings checked: one token id per row of ``logits`` (B,
+    vocab), for a caller drawing one token at a time.
+    """
+    check_sampling(temperature, top_k, top_p)
+    return draw(logits, temperature, top_k, generator, banned, top_p)
 
 
 @torch.no_grad()
@@ -107,7 +124,7 @@ def generate(
     stopped = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     logits = model(idx[:, -block:], cache)[:, -1]
     for i in range(max_new_tokens):
-        token = sample_next(logits, temperature, top_k, generator, banned, top_p)
+        token = draw(logits, temperature, top_k, generator, banned, top_p)
         idx = torch.cat([idx, token], dim=1)
         if stop_token is not None:
             stopped |= token[:, 0] == stop_token

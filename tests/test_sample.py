@@ -5,7 +5,7 @@ errors.
 import pytest
 import torch
 
-from microgpt import cli
+from microgpt import cli, sample
 from microgpt.model import GPT, GPTConfig
 from microgpt.sample import generate, nucleus, sample_docs, sample_next
 from microgpt.tokenizer import CharTokenizer
@@ -102,11 +102,38 @@ def test_same_seed_same_samples_and_names_stop_at_bos(model):
         ({"temperature": -1.0}, "temperature must be > 0"),
         ({"top_k": 0}, "top_k must be a positive integer"),
         ({"top_k": 2.5}, "top_k must be a positive integer"),
+        ({"top_k": True}, "top_k must be a positive integer"),
     ],
 )
 def test_bad_settings_are_clear_errors(model, kw, message):
     with pytest.raises(ValueError, match=message):
         generate(model, torch.zeros(1, 1, dtype=torch.long), 3, **kw)
+
+
+def test_generate_checks_its_settings_once_not_every_token(model, monkeypatch):
+    check, calls = sample.check_sampling, []
+
+    def counted(*args):
+        calls.append(args)
+        check(*args)
+
+    monkeypatch.setattr(sample, "check_sampling", counted)
+    out = generate(model, torch.zeros(2, 1, dtype=torch.long), 20, 0.8, 3, top_p=0.9)
+    assert out.shape == (2, 20) and calls == [(0.8, 3, 0.9)]
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+        ({"top_k": True}, "top_k must be a positive integer or None, got True"),
+        ({"top_p": 90}, r"top_p must be in \(0, 1\] or None, got 90"),
+    ],
+)
+def test_sample_next_alone_checks_its_settings(kw, message):
+    # chapter 12 calls sample_next directly and prints these errors
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        sample_next(torch.zeros(1, 5), **kw)
 
 
 def test_bad_shapes_are_clear_errors(model):
