@@ -40,7 +40,14 @@ DATASETS = {
 class DataError(RuntimeError):
     """A dataset could not be found, downloaded or verified; the message says how to fix
     it.
+
+    ``status`` is the HTTP status of a download the server refused (404: no such file),
+    None for every other failure, so that a caller can tell "not there" from "offline".
     """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def cache_dir() -> Path:
@@ -88,9 +95,11 @@ def download(
             )
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError) as err:
+        status = err.code if isinstance(err, urllib.error.HTTPError) else None
         raise DataError(
             f"could not download {dest.name} from {url} ({err}). "
-            f"Check your network and retry, or {fix}."
+            f"Check your network and retry, or {fix}.",
+            status,
         ) from None
     finally:
         if os.path.exists(tmp):
@@ -125,7 +134,8 @@ def fetch(name: str) -> Path:
     except DataError as err:
         looked = [f"{offline} (MICROGPT_DATA)"] if offline else []
         raise DataError(
-            f"{err} Looked for it in: {', '.join([*looked, str(cache_dir())])}."
+            f"{err} Looked for it in: {', '.join([*looked, str(cache_dir())])}.",
+            err.status,
         ) from None
     return cached
 

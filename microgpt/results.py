@@ -10,7 +10,6 @@ mirror, or a local server in tests).
 from __future__ import annotations
 
 import os
-import urllib.error
 from pathlib import Path, PurePosixPath
 
 from microgpt.data import DataError, cache_dir, download
@@ -63,13 +62,7 @@ def results_file(name: str, missing_ok: bool = False) -> Path | None:
             "where results/ holds it",
         )
     except DataError as err:
-        # download raises "from None"; the HTTP error is still its context
-        cause = err.__context__
-        if (
-            missing_ok
-            and isinstance(cause, urllib.error.HTTPError)
-            and cause.code == 404
-        ):
+        if missing_ok and err.status == 404:
             return None
         raise ResultsError(
             f"recorded result {name} is not in ./results or {cached.parent}: {err}"

@@ -95,8 +95,19 @@ def test_server_down_is_an_error_naming_the_fix(env, monkeypatch):
 
 def test_missing_file_on_server(server, env, monkeypatch):
     use(monkeypatch, f"{server}/absent.txt")
-    with pytest.raises(data.DataError, match="404"):
+    with pytest.raises(data.DataError, match="404") as err:
         data.fetch("names")
+    assert err.value.status == 404
+
+
+def test_only_a_refusing_server_gives_a_status(server, env, monkeypatch):
+    use(monkeypatch, dead_url())
+    with pytest.raises(data.DataError) as offline:
+        data.fetch("names")
+    use(monkeypatch, f"{server}/bad.txt", content=GOOD)
+    with pytest.raises(data.DataError) as corrupt:
+        data.fetch("names")
+    assert offline.value.status is None and corrupt.value.status is None
 
 
 def test_poisoned_cache_is_replaced(server, env, monkeypatch):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from microgpt import results
+from microgpt import data, results
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = b'{"suite": "names"}\n'
@@ -134,6 +134,16 @@ def test_an_unrecorded_optional_result_is_none(alone, server, monkeypatch):
     # offline is not "not recorded"
     with pytest.raises(results.ResultsError, match="could not download"):
         results.results_file("other.json", missing_ok=True)
+
+
+def test_not_recorded_is_told_by_the_http_status(alone, monkeypatch):
+    def refused(url, dest, **kw):
+        raise data.DataError("could not download (HTTP Error 404: Not Found)", 404)
+
+    monkeypatch.setattr(results, "download", refused)
+    assert results.results_file("bench_cuda.json", missing_ok=True) is None
+    with pytest.raises(results.ResultsError, match="HTTP Error 404"):
+        results.results_file("bench_cuda.json")
 
 
 def test_a_results_folder_beside_the_notebook_decides_what_was_recorded(
