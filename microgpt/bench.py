@@ -40,6 +40,7 @@ import torch
 from microgpt.data import DataError
 from microgpt.device import DeviceError, pick_device
 from microgpt.ladders import REFERENCE, loop_ms, names_rungs, shakespeare_rungs
+from microgpt.precision import cpuinfo
 from microgpt.roofline import copy_bandwidth, matmul_peaks, step_profile
 from microgpt.timing import Rung, cpu_seconds, other_load, run
 
@@ -78,16 +79,8 @@ SUITES = {
 
 def machine(device: torch.device) -> dict:
     """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                line.split(":", 1)[1].strip()
-                for line in f
-                if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
+    models = cpuinfo("model name")  # Linux names it; elsewhere Python guesses
+    cpu = models[0].strip() if models else platform.processor() or platform.machine()
     info = {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -36,23 +36,25 @@ ISAS_WITHOUT_16_BIT = {
 }
 
 
+def cpuinfo(*names: str) -> list[str]:
+    """The values of the ``name : value`` lines of /proc/cpuinfo whose name starts with
+    one of ``names`` (one per logical CPU); none where the file is missing (not Linux).
+    """
+    try:
+        lines = CPUINFO.read_text().splitlines()
+    except OSError:
+        return []
+    return [line.split(":", 1)[1] for line in lines if line.startswith(names)]
+
+
 def hardware_flags() -> set[str]:
     """The CPU's instruction-set flags: torch's own report where it has one, else the
-    OS's, else none.
+    OS's (``flags`` on x86, ``Features`` on Arm), else none.
     """
     report = getattr(torch.cpu, "get_capabilities", None)
     if report is not None:
         return {name for name, value in report().items() if value is True}
-    try:
-        lines = CPUINFO.read_text().splitlines()
-    except OSError:
-        return set()
-    return {
-        flag
-        for line in lines
-        if line.startswith(("flags", "Features"))
-        for flag in line.split(":", 1)[1].split()
-    }
+    return {flag for value in cpuinfo("flags", "Features") for flag in value.split()}
 
 
 def cpu_flags() -> set[str]:

@@ -330,3 +330,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         "folder does not exist" in result.stderr
         and len(result.stderr.strip().splitlines()) == 1
     )
+
+
+def test_the_machine_names_the_cpu_from_cpuinfo_else_from_python(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 3.00GHz\n" * 2)
+    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)  # the one /proc/cpuinfo reader
+    assert bench.machine(torch.device("cpu"))["cpu"] == "Test CPU @ 3.00GHz"
+    monkeypatch.setattr(precision, "CPUINFO", tmp_path / "missing")
+    monkeypatch.setattr(bench.platform, "processor", lambda: "")
+    monkeypatch.setattr(bench.platform, "machine", lambda: "arm64")
+    assert bench.machine(torch.device("cpu"))["cpu"] == "arm64"
