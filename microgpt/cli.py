@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from microgpt import __version__
 from microgpt.commands import SMALL_WORK_THREADS, CLIError, train_names_scalar
@@ -17,54 +17,71 @@ from microgpt.config import EPOCHS, TrainConfig
 from microgpt.data import DataError, load_names
 
 
-def number(
-    kind: type,
-    low: float,
-    high: float | None = None,
-    *,
-    low_in: bool = True,
-    high_in: bool = False,
-) -> Callable[[str], int | float]:
-    """An argparse type: ``kind(text)`` from ``low`` to ``high`` (None: no upper bound),
-    each end included or not.
+def as_number(kind: type, text: str) -> int | float:
+    """``kind(text)``; text that is no number gets argparse's usual "invalid int
+    value" error.
     """
-    bounds = (
-        f"{'>=' if low_in else '>'} {low}"
-        if high is None
-        else f"in {'(['[low_in]}{low}, {high}{')]'[high_in]}"
-    )
-
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        above = value >= low if low_in else value > low
-        below = high is None or (value <= high if high_in else value < high)
-        if not (above and below):
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse's "invalid int value: 'x'" names it
-    return parse
+    try:
+        return kind(text)
+    except ValueError:
+        message = f"invalid {kind.__name__} value: {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
-positive_int, non_negative_int = number(int, 1), number(int, 0)
-positive_float = number(float, 0, low_in=False)
-dropout_rate = number(float, 0, 1)  # [0, 1)
-probability = number(float, 0, 1, low_in=False, high_in=True)  # (0, 1]
+def require(ok: bool, rule: str, text: str) -> None:
+    """An argparse error saying what the value ``text`` must be, unless ``ok``."""
+    if not ok:
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = as_number(int, text)
+    require(value >= 1, ">= 1", text)
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = as_number(int, text)
+    require(value >= 0, ">= 0", text)
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = as_number(float, text)
+    require(value > 0, "> 0", text)
+    return value
+
+
+def dropout_rate(text: str) -> float:
+    """argparse type: a fraction in [0, 1)."""
+    value = as_number(float, text)
+    require(0 <= value < 1, "in [0, 1)", text)
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a probability in (0, 1]."""
+    value = as_number(float, text)
+    require(0 < value <= 1, "in (0, 1]", text)
+    return value
 
 
 def warmup_value(text: str) -> int | float:
-    """argparse type: warmup steps (an integer >= 0) or a fraction of the run's steps (0
-    <= f < 1, e.g. 0.05).
+    """argparse type: warmup steps (an integer >= 0) or a fraction of the run's steps
+    (0 <= f < 1, e.g. 0.05).
     """
     try:
-        return non_negative_int(text)
+        steps = int(text)
     except ValueError:
-        value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number of steps or a fraction in [0, 1), got {text}"
-        )
-    return value
+        fraction = as_number(float, text)
+        rule = "a whole number of steps or a fraction in [0, 1)"
+        require(0 <= fraction < 1, rule, text)
+        return fraction
+    require(steps >= 0, ">= 0", text)
+    return steps
 
 
 def cmd_train_names(args: argparse.Namespace) -> None:
