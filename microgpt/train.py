@@ -341,6 +341,97 @@ def text_update(
     return torch.stack(losses).sum(), norm.detach()
 
 
+@dataclass
+class TextRun:
+    """What a text run carries from step to step: the model, its optimizer and gradient
+    scaler, the next step to run and the best validation loss so far.
+    """
+
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    step: int = 0
+    best: float = math.inf
+
+
+def start_text_run(
+    splits: TextSplits, run: TrainConfig, device: torch.device, resume: dict | None
+) -> TextRun:
+    """A seeded new model and its optimizer for ``run``, or the state of ``resume``."""
+    torch.manual_seed(run.seed)
+    config = run.model(splits.tokenizer.vocab_size)
+    model = GPT(config, attention_for(device, run.dtype), dropout=run.dropout)
+    model = model.to(device)
+    optimizer = make_text_optimizer(model, run, device)
+    state = TextRun(model, optimizer, grad_scaler(device, run.dtype))
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        # a copy: the optimizer would adopt the checkpoint's tensors and update them
+        optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))
+        if resume.get("scaler"):
+            state.scaler.load_state_dict(resume["scaler"])
+        set_rng_state(resume["rng"])
+        state.step, state.best = resume["step"], resume.get("best_val_loss", math.inf)
+    return state
+
+
+def save_text_run(
+    path: Path, state: TextRun, run: TrainConfig, splits: TextSplits, step: int
+) -> None:
+    """A resumable checkpoint of ``state`` after ``step`` steps of ``run``."""
+    config = state.model.config
+    save_checkpoint(
+        path,
+        state.model,
+        config,
+        splits.tokenizer,
+        "shakespeare",
+        step,
+        state.optimizer,
+        dataclasses.asdict(run),
+        state.scaler,
+        best_val_loss=state.best,
+    )
+
+
+class MetricsLog:
+    """metrics.jsonl: one record per step, written an interval at a time.
+
+    Each step's loss and gradient norm stay on the device when :meth:`add` takes them;
+    :meth:`flush` fetches the whole interval's in one transfer, averaged over the ranks,
+    checks that they are finite and writes the records.
+    """
+
+    def __init__(self, file, advice: str):
+        self.file, self.advice = file, advice
+        self.pending: list[tuple[dict, Tensor]] = []
+
+    def add(self, record: dict, stats: tuple[Tensor, Tensor]) -> None:
+        """Keep a step's record (filled in until the flush) and (loss, grad norm)."""
+        self.pending.append((record, torch.stack(stats)))
+
+    def flush(self) -> float:
+        """Write the kept records; returns the last step's loss. A non-finite loss
+        raises :class:`TrainingError` naming the first bad step.
+        """
+        stacked = torch.stack([stats for _, stats in self.pending])
+        values = distributed.mean_tensor(stacked).tolist()
+        first = self.pending[0][0]["step"]
+        check_all_finite([loss for loss, _ in values], first, self.advice)
+        for (record, _), (loss, norm) in zip(self.pending, values):
+            line = {"step": record["step"], "loss": loss, "grad_norm": norm}
+            line.update((k, v) for k, v in record.items() if k != "step")
+            self.file.write(json.dumps(line) + "\n")
+        self.file.flush()
+        self.pending.clear()
+        return values[-1][0]
+
+
+def due(step: int, interval: int) -> bool:
+    """Whether a task done every ``interval`` steps (0: never) falls after ``step``."""
+    return interval > 0 and step % interval == 0
+
+
 def train_text(
     splits: TextSplits,
     run: TrainConfig,
@@ -356,156 +447,88 @@ def train_text(
     """Train the GPT ``run`` describes on ``splits`` into ``out/metrics.jsonl`` and
     ``out/ckpt.pt``; ``resume`` continues a checkpoint.
 
-    Every step gets a metrics record, but its loss and gradient norm stay on the device
-    until the next ``log_interval`` step (or validation, checkpoint, or the last step):
-    then they are fetched at once, averaged across ranks in one all-reduce, checked and
-    written. Each improvement of the validation loss also writes ``out/best.pt``. Under
-    torchrun every rank calls this: each trains on its share of the batch, rank 0 alone
-    writes files.
+    Validation runs every ``eval_interval`` steps and at the end, a checkpoint is saved
+    every ``ckpt_interval`` steps and at the end, and each improvement of the validation
+    loss also writes ``out/best.pt``. Under torchrun every rank calls this: each trains
+    on its share of the batch, and rank 0 alone evaluates and writes files.
     """
+    # set up: numbers for the run's defaults, checked before anything is written
     out, device, main = Path(out), torch.device(device), distributed.is_main()
-    ckpt_path, best_path, metrics_path = (
-        out / "ckpt.pt",
-        out / "best.pt",
-        out / "metrics.jsonl",
-    )
-    # numbers for the run's defaults, checked before anything is written
     run = resolved(run, len(splits.train), device)
-    config = run.model(splits.tokenizer.vocab_size)
-    val = val_batches(splits.val, config.block_size, run.batch_size)
-    torch.manual_seed(run.seed)
-    attention = attention_for(device, run.dtype)
-    model = GPT(config, attention, dropout=run.dropout).to(device)
-    optimizer = make_text_optimizer(model, run, device)
-    scaler = grad_scaler(device, run.dtype)
-    start, best = 0, math.inf
     if resume is not None:
-        check_resumable(resume, dataclasses.asdict(run), splits.tokenizer, ckpt_path)
-        model.load_state_dict(resume["model"])
-        # it would adopt and update these tensors
-        optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))
-        if resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        set_rng_state(resume["rng"])
-        start, best = resume["step"], resume.get("best_val_loss", math.inf)
+        run_dict = dataclasses.asdict(run)
+        check_resumable(resume, run_dict, splits.tokenizer, out / "ckpt.pt")
+    val = val_batches(splits.val, run.block_size, run.batch_size)
+    state = start_text_run(splits, run, device, resume)
     out.mkdir(parents=True, exist_ok=True)
     if main:
         # a killed run may have logged steps past its checkpoint
-        truncate_metrics(metrics_path, through=start)
-    val_loss, tokens_per_step = None, run.batch_size * config.block_size
-
-    def save(step: int) -> None:
-        save_checkpoint(
-            ckpt_path,
-            model,
-            config,
-            splits.tokenizer,
-            "shakespeare",
-            step,
-            optimizer,
-            dataclasses.asdict(run),
-            scaler,
-            best_val_loss=best,
-        )
-
-    model.train()
+        truncate_metrics(out / "metrics.jsonl", through=state.step)
+    start, val_loss = state.step, None
+    state.model.train()
     # under torchrun: DDP, which averages the gradients of all ranks
-    replica = distributed.wrap(model, device)
+    replica = distributed.wrap(state.model, device)
+    hidden = not (progress and main)
     bar = tqdm(
-        total=run.steps,
-        initial=start,
-        file=sys.stderr,
-        disable=not (progress and main),
-        unit="step",
+        total=run.steps, initial=start, file=sys.stderr, disable=hidden, unit="step"
     )
-    # this interval's records and their (loss, grad norm), on the device
-    pending: list[tuple[dict, Tensor]] = []
     began = mark = time.perf_counter()
-    with open(metrics_path if main else os.devnull, "a") as log:
-        for step in range(start, run.steps):
-            lr = warmup_cosine(step, run.steps, run.lr, run.warmup)
+    with open(out / "metrics.jsonl" if main else os.devnull, "a") as file:
+        log = MetricsLog(file, f"lower --lr (now {run.lr:g}) or use --dtype float32")
+        for step in range(start + 1, run.steps + 1):
+            # update: this rank's rows of the step's batch, one optimizer step
+            lr = warmup_cosine(step - 1, run.steps, run.lr, run.warmup)
             x, y = get_batch(
-                splits.train, step, run.seed, config.block_size, run.batch_size
+                splits.train, step - 1, run.seed, run.block_size, run.batch_size
             )
-            # this rank's rows
             x, y = distributed.share(x).to(device), distributed.share(y).to(device)
             stats = text_update(
                 replica,
-                optimizer,
+                state.optimizer,
                 x,
                 y,
                 lr=lr,
                 grad_clip=run.grad_clip,
-                scaler=scaler,
+                scaler=state.scaler,
                 device=device,
                 dtype=run.dtype,
                 accum=run.grad_accum,
             )
-            record, last = {"step": step + 1, "lr": lr}, step + 1 == run.steps
-            eval_due = eval_interval and ((step + 1) % eval_interval == 0 or last)
-            if main and eval_due:
-                # rank 0, unwrapped
-                record["val_loss"] = val_loss = evaluate(model, val, device, run.dtype)
-            pending.append((record, torch.stack(stats)))
+            last = step == run.steps
+            evaluating = due(step, eval_interval) or (eval_interval > 0 and last)
+            saving = due(step, ckpt_interval) or last
+            # evaluate: rank 0, on the unwrapped model
+            record = {"step": step, "lr": lr}
+            if main and evaluating:
+                val_loss = evaluate(state.model, val, device, run.dtype)
+                record["val_loss"] = val_loss
+            # log: every step's time, from its start to the next's; the losses
+            # fetched at the same steps on every rank
+            log.add(record, stats)
             now = time.perf_counter()
-            # from this step's start to the next's
             record["ms"], mark = round(1000 * (now - mark), 3), now
-            checkpointing = (ckpt_interval and (step + 1) % ckpt_interval == 0) or last
-            # the same steps on every rank
-            if (step + 1) % log_interval == 0 or eval_due or checkpointing:
-                loss = write_records(
-                    pending, log, f"lower --lr (now {run.lr:g}) or use --dtype float32"
-                )
+            if due(step, log_interval) or evaluating or saving:
+                loss = log.flush()
+                speed = run.batch_size * run.block_size / record["ms"] * 1000
                 bar.set_postfix(
                     lr=f"{lr:.2e}",
                     loss=f"{loss:.4f}",
-                    tok_s=f"{tokens_per_step / record['ms'] * 1000:,.0f}",
+                    tok_s=f"{speed:,.0f}",
                     refresh=False,
                 )
-            if main and eval_due and val_loss < best:
-                # the best weights so far, for sampling; the score goes into ckpt.pt for
-                # a resume
-                best = val_loss
+            # checkpoint: best.pt on a better validation loss, ckpt.pt when due
+            if main and evaluating and val_loss < state.best:
+                state.best = val_loss
+                model, tokenizer = state.model, splits.tokenizer
+                config = model.config
                 save_checkpoint(
-                    best_path, model, config, splits.tokenizer, "shakespeare", step + 1
+                    out / "best.pt", model, config, tokenizer, "shakespeare", step
                 )
-            if main and checkpointing:
-                # the unwrapped model's weights: the same checkpoint as a single
-                # process's
-                save(step + 1)
+            if main and saving:
+                save_text_run(out / "ckpt.pt", state, run, splits, step)
             bar.update()
     bar.close()
     steps_run = run.steps - start
-    return RunResult(
-        model,
-        steps_run,
-        time.perf_counter() - began,
-        steps_run * tokens_per_step,
-        val_loss,
-    )
-
-
-def write_records(pending: list[tuple[dict, Tensor]], log, advice: str) -> float:
-    """Fetch the pending steps' (loss, grad norm) in one transfer, averaged over ranks;
-    check, write, clear.
-
-    Returns the last step's loss; a non-finite loss raises :class:`TrainingError` naming
-    the first bad step.
-    """
-    stats = distributed.mean_tensor(torch.stack([s for _, s in pending])).tolist()
-    check_all_finite([loss for loss, _ in stats], pending[0][0]["step"], advice)
-    for (record, _), (loss, norm) in zip(pending, stats):
-        log.write(
-            json.dumps(
-                {
-                    "step": record["step"],
-                    "loss": loss,
-                    "grad_norm": norm,
-                    **{k: v for k, v in record.items() if k != "step"},
-                }
-            )
-            + "\n"
-        )
-    log.flush()
-    pending.clear()
-    return stats[-1][0]
+    seconds = time.perf_counter() - began
+    tokens = steps_run * run.batch_size * run.block_size
+    return RunResult(state.model, steps_run, seconds, tokens, val_loss)
