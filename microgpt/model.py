@@ -21,7 +21,6 @@ from microgpt.config import GPTConfig
 
 __all__ = [
     "GPT",
-    "GPTConfig",
     "Block",
     "MLP",
     "CausalSelfAttention",

@@ -10,7 +10,8 @@ import torch
 
 from microgpt import train
 from microgpt.adam import FlatAdam, bias_corrected
-from microgpt.model import GPT, GPTConfig
+from microgpt.config import GPTConfig
+from microgpt.model import GPT
 
 BETAS, EPS = (0.85, 0.99), 1e-8
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from microgpt.batching import get_batch, split_text
-from microgpt.config import TrainConfig
+from microgpt.config import GPTConfig, TrainConfig
 from microgpt.data import load_shakespeare
-from microgpt.model import GPT, GPTConfig, init_std
+from microgpt.model import GPT, init_std
 from microgpt.train import lm_loss
 
 

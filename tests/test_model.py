@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from microgpt import scalar
+from microgpt.config import GPTConfig
 from microgpt.data import load_names
-from microgpt.model import GPT, GPTConfig, causal_mask, rmsnorm
+from microgpt.model import GPT, causal_mask, rmsnorm
 from microgpt.port import gpt_from_scalar, scalar_weights, torch_name
 from microgpt.tokenizer import CharTokenizer
 

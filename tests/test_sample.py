@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from microgpt import cli, sample
-from microgpt.model import GPT, GPTConfig
+from microgpt.config import GPTConfig
+from microgpt.model import GPT
 from microgpt.sample import generate, nucleus, sample_docs, sample_next
 from microgpt.tokenizer import CharTokenizer
 

@@ -12,8 +12,9 @@ import torch
 
 from microgpt import batching, scalar, schedules, train
 from microgpt.adam import FlatAdam
+from microgpt.config import GPTConfig
 from microgpt.data import load_names
-from microgpt.model import GPT, GPTConfig
+from microgpt.model import GPT
 from microgpt.port import gpt_from_scalar, scalar_weights
 from microgpt.tokenizer import CharTokenizer
 
