@@ -68,8 +68,8 @@ def explicit_attention(
 def sdpa_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float = 0.0
 ) -> Tensor:
-    """The same maths in one call of PyTorch's fused kernel,
-    ``F.scaled_dot_product_attention``, which never stores the table of scores.
+    """The same maths in one call of ``F.scaled_dot_product_attention``, whose fused
+    kernels never store the table of scores.
 
     With as many keys as queries (nothing cached) the kernel applies the causal mask
     itself, which lets it skip the masked half; after a cached prefix it adds ``mask``.
