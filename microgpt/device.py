@@ -54,18 +54,9 @@ def pick_device(name: str | None = None) -> torch.device:
     return device
 
 
-def torch_version() -> tuple[int, int]:
-    """torch's (major, minor) version as numbers: (2, 5) for "2.5.1+cu121", so that
-    2.10 compares above 2.5, as it would not as text.
-    """
-    major, minor = torch.__version__.split(".")[:2]
-    return int(major), int(minor)
-
-
 def has_fused_adam(device: torch.device) -> bool:
-    """Whether torch has fused Adam/AdamW kernels for ``device``: CPU and CUDA, and MPS
-    from torch 2.5.
+    """Whether torch has fused Adam/AdamW kernels for ``device``: for each of
+    microgpt's device types in the torch it requires (>= 2.13; MPS has had them since
+    2.5).
     """
-    return device.type in ("cpu", "cuda") or (
-        device.type == "mps" and torch_version() >= (2, 5)
-    )
+    return device.type in ("cpu", "cuda", "mps")
