@@ -72,25 +72,10 @@ def test_bad_model_shape_is_one_line(data_dir):
 # --- every error path: one line on stderr, exit 1, no traceback, nothing written ------
 
 NAMES = ["train", "names", "--steps", "2", "--num-samples", "0", "--device", "cpu"]
-TEXT = [
-    "train",
-    "shakespeare",
-    "--steps",
-    "2",
-    "--batch-size",
-    "2",
-    "--block-size",
-    "8",
-    "--n-embd",
-    "8",
-    "--n-head",
-    "2",
-    "--n-layer",
-    "1",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+TEXT = (
+    "train shakespeare --steps 2 --batch-size 2 --block-size 8 --n-embd 8"
+    " --n-head 2 --n-layer 1 --device cpu --quiet"
+).split()
 
 
 def one_error_line(capsys, *args) -> str:

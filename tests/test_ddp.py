@@ -16,27 +16,11 @@ import torch.distributed as dist
 from microgpt import cli, distributed
 from microgpt.checkpoint import load_checkpoint, model_from
 
-TINY = [
-    "--batch-size",
-    "4",
-    "--block-size",
-    "32",
-    "--n-embd",
-    "32",
-    "--n-head",
-    "2",
-    "--n-layer",
-    "1",
-    "--dtype",
-    "float32",
-    "--steps",
-    "150",
-    "--eval-interval",
-    "50",
-    "--ckpt-interval",
-    "5",
-    "--quiet",
-]
+TINY = (
+    "--batch-size 4 --block-size 32 --n-embd 32 --n-head 2 --n-layer 1"
+    " --dtype float32 --steps 150 --eval-interval 50 --ckpt-interval 5"
+    " --quiet"
+).split()
 ENV = {**os.environ, "MICROGPT_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
 
 

@@ -259,25 +259,10 @@ def test_bfloat16_checkpoints_hold_no_scaler(splits, tmp_path):
 
 # --- the command line -----------------------------------------------------------------
 
-TINY = [
-    "--batch-size",
-    "4",
-    "--block-size",
-    "16",
-    "--n-embd",
-    "16",
-    "--n-head",
-    "2",
-    "--n-layer",
-    "1",
-    "--device",
-    "cpu",
-    "--quiet",
-    "--steps",
-    "2",
-    "--eval-interval",
-    "0",
-]
+TINY = (
+    "--batch-size 4 --block-size 16 --n-embd 16 --n-head 2 --n-layer 1"
+    " --device cpu --quiet --steps 2 --eval-interval 0"
+).split()
 
 
 @pytest.fixture(scope="module")

@@ -23,23 +23,10 @@ from microgpt.config import GPTConfig, TrainConfig
 from microgpt.data import DataError, load_shakespeare
 from microgpt.model import GPT
 
-TINY = [
-    "--batch-size",
-    "4",
-    "--block-size",
-    "16",
-    "--n-embd",
-    "16",
-    "--n-head",
-    "2",
-    "--n-layer",
-    "1",
-    "--dtype",
-    "float32",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+TINY = (
+    "--batch-size 4 --block-size 16 --n-embd 16 --n-head 2 --n-layer 1"
+    " --dtype float32 --device cpu --quiet"
+).split()
 
 
 def run(*args, **kw) -> subprocess.CompletedProcess:
@@ -332,20 +319,16 @@ def trained(tmp_path_factory, small):
     return folder
 
 
-def test_resume_refuses_contradicting_flags(trained, small, capsys):
-    line = error_line(
-        capsys,
-        "train",
-        "shakespeare",
-        "--data",
-        small,
-        "--out",
-        trained / "done",
-        "--resume",
-        "--lr",
-        "0.01",
-        "--quiet",
+def resume_error(capsys, data, trained, *flags) -> str:
+    """The error line of ``--resume`` of the ``trained`` fixture's run on ``data``."""
+    out = trained / "done"
+    return error_line(
+        capsys, "train", "shakespeare", "--data", data, "--out", out, "--resume", *flags
     )
+
+
+def test_resume_refuses_contradicting_flags(trained, small, capsys):
+    line = resume_error(capsys, small, trained, "--lr", "0.01", "--quiet")
     assert line == (
         "microgpt: error: --lr 0.01 differs from the checkpoint's 0.004; "
         "drop it to resume the run as it was"
@@ -355,30 +338,12 @@ def test_resume_refuses_contradicting_flags(trained, small, capsys):
 def test_resume_refuses_other_data(trained, small, tmp_path, capsys):
     other = tmp_path / "other.txt"
     other.write_text(small.read_text()[::-1])
-    line = error_line(
-        capsys,
-        "train",
-        "shakespeare",
-        "--data",
-        other,
-        "--out",
-        trained / "done",
-        "--resume",
-    )
+    line = resume_error(capsys, other, trained)
     assert "was trained on another text; pass the same --data to resume it" in line
 
 
 def test_resume_of_a_finished_run(trained, small, capsys):
-    line = error_line(
-        capsys,
-        "train",
-        "shakespeare",
-        "--data",
-        small,
-        "--out",
-        trained / "done",
-        "--resume",
-    )
+    line = resume_error(capsys, small, trained)
     assert line.endswith("already finished its 20 steps; nothing to resume")
 
 
