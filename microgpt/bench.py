@@ -38,9 +38,8 @@ from datetime import datetime, timezone
 import torch
 
 from microgpt.data import DataError
-from microgpt.device import DeviceError, pick_device
+from microgpt.device import DeviceError, cpuinfo, pick_device
 from microgpt.ladders import REFERENCE, loop_ms, names_rungs, shakespeare_rungs
-from microgpt.precision import cpuinfo
 from microgpt.roofline import copy_bandwidth, matmul_peaks, step_profile
 from microgpt.timing import Rung, cpu_seconds, other_load, run
 

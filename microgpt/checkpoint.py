@@ -5,7 +5,6 @@ exactly.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pickle
 import random
@@ -24,8 +23,8 @@ import torch
 
 from microgpt import __version__
 from microgpt.config import GPTConfig
+from microgpt.data import CharTokenizer
 from microgpt.model import GPT
-from microgpt.tokenizer import CharTokenizer
 
 FORMAT = "microgpt-checkpoint"
 FORMAT_VERSION = 1
@@ -282,30 +281,3 @@ def check_resumable(
             f"the run in {path.parent} already finished its {run['steps']} steps; "
             "nothing to resume"
         )
-
-
-def read_metrics(path: Path, through: int | None = None) -> list[dict]:
-    """The records of a metrics.jsonl file (up to step ``through``); a half-written last
-    line is skipped.
-    """
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if through is None or record["step"] <= through:
-            records.append(record)
-    return records
-
-
-def truncate_metrics(path: Path, through: int) -> None:
-    """Keep only the records of steps up to ``through`` (a killed run may have logged
-    steps past its checkpoint).
-    """
-    kept = read_metrics(path, through)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
-    tmp.replace(path)

@@ -13,19 +13,26 @@ from pathlib import Path
 import torch
 
 import microgpt
-from microgpt import precision
-from microgpt.commands import SMALL_WORK_THREADS
+from microgpt.book import results_url
+from microgpt.cli import SMALL_WORK_THREADS
 from microgpt.data import DATASETS, cache_dir, sha256_of
-from microgpt.device import DeviceError, pick_device
-from microgpt.results import results_url
+from microgpt.device import (
+    BF16_CPU_FLAGS,
+    FP16_CPU_FLAGS,
+    DeviceError,
+    auto_dtype,
+    cpu_flags,
+    pick_device,
+    use_tf32,
+)
 
 
 def auto_line(device: torch.device) -> str:
     """What ``--dtype auto`` picks on ``device`` and why, plus TF32 where float32
     matmuls use it.
     """
-    dtype, why = precision.auto_dtype(device)
-    tf32 = "; float32 matmuls in TF32" if precision.use_tf32(device, "float32") else ""
+    dtype, why = auto_dtype(device)
+    tf32 = "; float32 matmuls in TF32" if use_tf32(device, "float32") else ""
     return f"--dtype auto -> {dtype} ({why}){tf32}"
 
 
@@ -33,9 +40,7 @@ def cpu_lines() -> list[str]:
     """The CPU: name, the vector instructions torch uses, bf16 support, threads."""
     report = getattr(torch.cpu, "get_capabilities", dict)()
     name = report.get("cpu_name") or platform.processor() or platform.machine()
-    flags = sorted(
-        precision.cpu_flags() & {*precision.BF16_CPU_FLAGS, *precision.FP16_CPU_FLAGS}
-    )
+    flags = sorted(cpu_flags() & {*BF16_CPU_FLAGS, *FP16_CPU_FLAGS})
     capability = torch.backends.cpu.get_cpu_capability()
     return [
         f"cpu: {name}, {os.cpu_count()} logical cores, torch kernels use {capability}",

@@ -18,16 +18,24 @@ from pathlib import Path
 
 import torch
 
-from microgpt import batching, scalar, train
-from microgpt.checkpoint import read_metrics
+from microgpt import scalar, train
 from microgpt.config import GPTConfig, TrainConfig
-from microgpt.data import load_names, load_shakespeare
-from microgpt.model import GPT
-from microgpt.port import gpt_from_scalar
-from microgpt.precision import attention_for, grad_scaler, resolve_dtype
+from microgpt.data import CharTokenizer, load_names, load_shakespeare
+from microgpt.device import attention_for, grad_scaler, resolve_dtype
+from microgpt.model import GPT, gpt_from_scalar
+from microgpt.names import (
+    compiled_names_step,
+    encode_names,
+    make_names_optimizer,
+    names_batch,
+    names_step,
+    names_tokens,
+)
 from microgpt.roofline import step_flops
+from microgpt.scalar import linear_decay
+from microgpt.text import TextSplits, get_batch, split_text
 from microgpt.timing import Rung, compile_now, spread
-from microgpt.tokenizer import CharTokenizer
+from microgpt.train import read_metrics
 
 # --- names: the 4,192-parameter model, from scalars to batches ------------------------
 
@@ -51,7 +59,7 @@ def scalar_rung(name: str, docs, tok, config, weights, fused: bool, steps: int) 
     def step(i: int) -> int:
         tokens = encoded[i % len(encoded)]
         scalar.doc_loss(model, tokens).backward()
-        optimizer.step(0.01 * (1 - i / 1000))
+        optimizer.step(linear_decay(i, 1000, 0.01))
         return min(len(tokens) - 1, config.block_size)
 
     return Rung(name, step, steps)
@@ -68,21 +76,21 @@ def torch_rung(
     steps: int,
     compile: bool = False,
 ) -> Rung:
-    """The batched torch step that ``microgpt train names`` runs (``train.names_step``
-    or, compiled, ``train.compiled_names_step``), float32.
+    """The batched torch step that ``microgpt train names`` runs (``names_step``
+    or, compiled, ``compiled_names_step``), float32.
     """
     model = gpt_from_scalar(config, weights, attention="sdpa").to(device)
-    data = batching.encode_names(docs, tok, config.block_size).to(device)
+    data = encode_names(docs, tok, config.block_size).to(device)
     if compile:
-        names_step = train.compiled_names_step(model)
+        update = compiled_names_step(model)
     else:
-        optimizer = train.make_names_optimizer(model)
-        names_step = functools.partial(train.names_step, model, optimizer)
+        optimizer = make_names_optimizer(model)
+        update = functools.partial(names_step, model, optimizer)
 
     def step(i: int) -> int:
-        x, y, weight = batching.names_batch(data, i, batch_size, pad_to_block=compile)
-        names_step(x, y, weight, 0.01 * (1 - i % 1000 / 1000)).item()
-        return batching.names_tokens(data, i, batch_size)
+        x, y, weight = names_batch(data, i, batch_size, pad_to_block=compile)
+        update(x, y, weight, linear_decay(i % 1000, 1000, 0.01)).item()
+        return names_tokens(data, i, batch_size)
 
     return Rung(name, step, steps)
 
@@ -145,11 +153,11 @@ SMALL = TrainConfig(block_size=64, n_embd=64, n_head=4, n_layer=2, batch_size=8)
 
 def shakespeare_setup(
     small: bool = False,
-) -> tuple[batching.TextSplits, GPTConfig, int]:
+) -> tuple[TextSplits, GPTConfig, int]:
     """The text, model shape and batch size of ``microgpt train shakespeare`` (its
     defaults, or ``SMALL``).
     """
-    splits = batching.split_text(load_shakespeare())
+    splits = split_text(load_shakespeare())
     run = SMALL if small else TrainConfig()
     return splits, run.model(splits.tokenizer.vocab_size), run.batch_size
 
@@ -224,9 +232,7 @@ def shakespeare_rungs(
     batches = [
         tuple(
             t.to(device)
-            for t in batching.get_batch(
-                splits.train, i, seed, config.block_size, batch_size
-            )
+            for t in get_batch(splits.train, i, seed, config.block_size, batch_size)
         )
         for i in range(4)
     ]
@@ -286,7 +292,7 @@ def loop_ms(device: torch.device, steps: int, small: bool = False) -> dict:
     ``train.train_text`` on the default step (after 3 unrecorded ones): the step as the
     training loop runs it, batches, schedule and logging included.
     """
-    splits = batching.split_text(load_shakespeare())
+    splits = split_text(load_shakespeare())
     run = dataclasses.replace(SMALL if small else TrainConfig(), steps=steps + 3)
     with tempfile.TemporaryDirectory() as out:
         train.train_text(splits, run, out, device=device, progress=False)

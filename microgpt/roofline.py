@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import torch
 
 from microgpt.config import GPTConfig
+from microgpt.device import resolve_dtype
 from microgpt.model import GPT
-from microgpt.precision import resolve_dtype
 from microgpt.timing import Rung, synchronizer
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from microgpt.tokenizer import CharTokenizer
+from microgpt.data import CharTokenizer
 
 
 def is_number(value: object, kind: type | tuple[type, ...]) -> bool:

@@ -208,6 +208,13 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def linear_decay(step: int, steps: int, lr: float) -> float:
+    """The original's schedule: ``lr`` at step 0, falling linearly towards 0 at
+    ``steps``.
+    """
+    return lr * (1 - step / steps)
+
+
 def train(
     model: ScalarGPT,
     docs: Sequence[Sequence[int]],
@@ -224,7 +231,7 @@ def train(
         for step in range(steps):
             loss = doc_loss(model, docs[step % len(docs)])
             loss.backward()
-            optimizer.step(lr * (1 - step / steps))
+            optimizer.step(linear_decay(step, steps, lr))
             losses.append(loss.data)
             if on_step:
                 on_step(step, loss.data)

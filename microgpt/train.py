@@ -1,22 +1,22 @@
-"""Training: the names loop (the original's, batched) and the text loop (mini-batches,
-AdamW, checkpoints).
+"""Chapter 10: training on tiny-shakespeare: mini-batches of blocks, AdamW, warmup then
+cosine decay, evaluation on every held-out block, checkpoints and a metrics log.
 
-Both loops share one step convention: a step updates the weights and returns the loss as
-a detached tensor, without waiting for it; the loop calls ``.item()`` where it logs the
-loss.
+:func:`train_text` is the loop; each part of it is a function of its own: setting up
+or resuming (:func:`start_text_run`), one update (:func:`text_update`), the log
+(:class:`MetricsLog`), evaluation (:func:`evaluate`) and the checkpoint
+(:func:`save_text_run`). A step returns the loss as a detached tensor without waiting
+for it; the log fetches a whole interval's losses in one transfer.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,34 +26,40 @@ from torch import Tensor
 from tqdm import tqdm
 
 from microgpt import distributed
-from microgpt.adam import FlatAdam, adam_update, bias_corrected
-from microgpt.batching import (
-    NamesData,
+from microgpt.checkpoint import check_resumable, save_checkpoint, set_rng_state
+from microgpt.config import EPOCHS, TrainConfig
+from microgpt.device import (
+    attention_for,
+    autocast,
+    grad_scaler,
+    has_fused_adam,
+    resolve_dtype,
+)
+from microgpt.model import GPT
+from microgpt.names import check_finite
+from microgpt.text import (
     TextSplits,
     batches_per_epoch,
     check_one_batch,
     get_batch,
-    names_batch,
-    names_tokens,
     val_batches,
 )
-from microgpt.checkpoint import (
-    check_resumable,
-    save_checkpoint,
-    set_rng_state,
-    truncate_metrics,
-)
-from microgpt.config import EPOCHS, TrainConfig
-from microgpt.device import has_fused_adam
-from microgpt.model import GPT
-from microgpt.precision import attention_for, autocast, grad_scaler, resolve_dtype
-from microgpt.schedules import linear_decay, warmup_cosine
+
+# --- the pieces: schedule, loss, optimizer, one update --------------------------------
 
 
-class TrainingError(ValueError):
-    """Training cannot go on (the loss stopped being finite); the message says what to
-    change.
+def warmup_cosine(
+    step: int, steps: int, lr: float, warmup: int, final_ratio: float = 0.01
+) -> float:
+    """Learning rate at 0-based ``step``: linear warmup, then cosine decay to
+    ``final_ratio * lr``.
     """
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return lr * (
+        final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
 
 
 def lm_loss(model: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -65,25 +71,10 @@ def lm_loss(model: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
 
 
-def names_loss(model: torch.nn.Module, x: Tensor, y: Tensor, weight: Tensor) -> Tensor:
-    """Mean over the batch of each name's mean cross-entropy; padding has weight 0 and
-    never counts.
-    """
-    logits = model(x)
-    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-    return (losses * weight.flatten()).sum() / len(x)
-
-
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-def check_finite(loss: float, step: int, advice: str) -> None:
-    """A :class:`TrainingError` if ``loss`` (of 1-based ``step``) is infinite or NaN."""
-    if not math.isfinite(loss):
-        raise TrainingError(f"the loss became {loss} at step {step}; {advice}")
 
 
 def check_all_finite(losses: list[float], first_step: int, advice: str) -> None:
@@ -92,150 +83,6 @@ def check_all_finite(losses: list[float], first_step: int, advice: str) -> None:
     """
     for step, loss in enumerate(losses, first_step):
         check_finite(loss, step, advice)
-
-
-# --- names: the original microgpt's loop, batched -------------------------------------
-
-
-NAMES_BETAS, NAMES_EPS = (0.85, 0.99), 1e-8  # the original's Adam
-
-
-def make_names_optimizer(model: torch.nn.Module, lr: float = 0.01) -> FlatAdam:
-    """Adam with the original's settings over the model's weights as one flat vector
-    (build it after ``.to``).
-    """
-    return FlatAdam(model.parameters(), lr=lr, betas=NAMES_BETAS, eps=NAMES_EPS)
-
-
-def names_step(
-    model: torch.nn.Module,
-    optimizer: FlatAdam,
-    x: Tensor,
-    y: Tensor,
-    weight: Tensor,
-    lr: float,
-) -> Tensor:
-    """One optimisation step at learning rate ``lr``; returns the loss (detached, not
-    synchronised).
-    """
-    optimizer.lr = lr
-    optimizer.zero_grad()
-    loss = names_loss(model, x, y, weight)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
-
-
-def compiled_names_step(
-    model: torch.nn.Module,
-) -> Callable[[Tensor, Tensor, Tensor, float], Tensor]:
-    """A names step ``step(x, y, weight, lr) -> loss`` compiled whole: loss, gradient
-    and Adam in one graph.
-
-    A one-name step is mostly fixed cost per call; differentiating inside the graph
-    (torch.func) and updating the weights there replaces a forward, a backward, the
-    autograd engine and an optimizer call with one call. The Adam state lives in the
-    step (in the weights' dtype); the model's weights are updated in place.
-    """
-    # the same storage, no autograd
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    m = {name: torch.zeros_like(p) for name, p in params.items()}
-    v = {name: torch.zeros_like(p) for name, p in params.items()}
-    device, count = next(iter(params.values())).device, 0
-
-    def loss_of(weights: dict, x: Tensor, y: Tensor, weight: Tensor) -> Tensor:
-        return names_loss(
-            lambda idx: torch.func.functional_call(model, weights, (idx,)), x, y, weight
-        )
-
-    grad_and_loss = torch.func.grad_and_value(loss_of)
-
-    def update(
-        x: Tensor, y: Tensor, weight: Tensor, step_size: Tensor, bias2_sqrt: Tensor
-    ) -> Tensor:
-        grads, loss = grad_and_loss(params, x, y, weight)
-        for name, p in params.items():
-            adam_update(
-                p,
-                grads[name],
-                m[name],
-                v[name],
-                step_size,
-                bias2_sqrt,
-                NAMES_BETAS,
-                NAMES_EPS,
-            )
-        return loss
-
-    graph = torch.compile(update, dynamic=False)
-
-    def step(x: Tensor, y: Tensor, weight: Tensor, lr: float) -> Tensor:
-        nonlocal count
-        count += 1
-        scalars = torch.tensor(
-            bias_corrected(lr, count, NAMES_BETAS), dtype=torch.float64
-        )
-        step_size, bias2_sqrt = scalars.to(device)
-        return graph(x, y, weight, step_size, bias2_sqrt)
-
-    return step
-
-
-@dataclass
-class NamesResult:
-    """What a call to :func:`train_names` did: the loss of every step, the time it took,
-    tokens seen.
-    """
-
-    losses: list[float]
-    seconds: float
-    tokens: int
-
-
-def train_names(
-    model: torch.nn.Module,
-    data: NamesData,
-    steps: int,
-    batch_size: int = 1,
-    lr: float = 0.01,
-    *,
-    compile: bool = False,
-    on_step=None,
-) -> NamesResult:
-    """The original's loop on tensors: ``batch_size`` names a step, Adam, linear decay;
-    ``on_step(record)``.
-    """
-    param = next(model.parameters())
-    data = data.to(param.device, param.dtype)
-    if compile:
-        step_fn = compiled_names_step(model)
-    else:
-        step_fn = functools.partial(names_step, model, make_names_optimizer(model, lr))
-    losses, tokens = [], 0
-    model.train()
-    began = time.perf_counter()
-    for step in range(steps):
-        t0 = time.perf_counter()
-        # one shape: one compilation
-        x, y, weight = names_batch(data, step, batch_size, pad_to_block=compile)
-        lr_now = linear_decay(step, steps, lr)
-        loss = step_fn(x, y, weight, lr_now).item()
-        check_finite(loss, step + 1, f"lower --lr (now {lr:g})")
-        losses.append(loss)
-        tokens += names_tokens(data, step, batch_size)
-        if on_step is not None:
-            on_step(
-                {
-                    "step": step + 1,
-                    "loss": loss,
-                    "lr": lr_now,
-                    "ms": round(1000 * (time.perf_counter() - t0), 3),
-                }
-            )
-    return NamesResult(losses, time.perf_counter() - began, tokens)
-
-
-# --- tiny-shakespeare: mini-batches of blocks, AdamW, checkpoints ---------------------
 
 
 def resolved(run: TrainConfig, train_chars: int, device: torch.device) -> TrainConfig:
@@ -341,6 +188,9 @@ def text_update(
     return torch.stack(losses).sum(), norm.detach()
 
 
+# --- a run: start or resume, save, log ------------------------------------------------
+
+
 @dataclass
 class TextRun:
     """What a text run carries from step to step: the model, its optimizer and gradient
@@ -427,9 +277,39 @@ class MetricsLog:
         return values[-1][0]
 
 
+def read_metrics(path: Path, through: int | None = None) -> list[dict]:
+    """The records of a metrics.jsonl file (up to step ``through``); a half-written last
+    line is skipped.
+    """
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if through is None or record["step"] <= through:
+            records.append(record)
+    return records
+
+
+def truncate_metrics(path: Path, through: int) -> None:
+    """Keep only the records of steps up to ``through`` (a killed run may have logged
+    steps past its checkpoint).
+    """
+    kept = read_metrics(path, through)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
+    tmp.replace(path)
+
+
 def due(step: int, interval: int) -> bool:
     """Whether a task done every ``interval`` steps (0: never) falls after ``step``."""
     return interval > 0 and step % interval == 0
+
+
+# --- the loop -------------------------------------------------------------------------
 
 
 def train_text(

@@ -18,7 +18,8 @@ import random
 import sys
 from collections.abc import Callable, Iterator
 
-from microgpt import cli, commands, data, scalar
+from microgpt import cli, data, scalar
+from microgpt.cli import start_names
 
 # The C math library's functions a names run calls, and where: the model's exp and log,
 # and the three random.gauss draws each pair of initial weights from.
@@ -82,7 +83,7 @@ def trace(
     with contextlib.redirect_stdout(io.StringIO()), spying:
         docs = data.load_names(args.data)
         # shuffles docs with the seed
-        rng, tok, config = commands.start_names(args, docs)
+        rng, tok, config = start_names(args, docs)
         model = scalar.ScalarGPT.init(config, rng, fused=True)
         for p, w in zip(model.params, weights or []):
             p.data = float.fromhex(w)

@@ -8,10 +8,15 @@ import sys
 import pytest
 import torch
 
-from microgpt import train
-from microgpt.adam import FlatAdam, bias_corrected
 from microgpt.config import GPTConfig
 from microgpt.model import GPT
+from microgpt.names import (
+    FlatAdam,
+    bias_corrected,
+    make_names_optimizer,
+    names_loss,
+    names_step,
+)
 
 BETAS, EPS = (0.85, 0.99), 1e-8
 
@@ -41,14 +46,12 @@ def train_50(dtype: torch.dtype, make_optimizer) -> tuple[list[float], torch.Ten
     for step, (x, y, w) in enumerate(batches(50)):
         lr = 0.01 * (1 - step / 50)
         if isinstance(optimizer, FlatAdam):
-            losses.append(
-                train.names_step(model, optimizer, x, y, w.to(dtype), lr).item()
-            )
+            losses.append(names_step(model, optimizer, x, y, w.to(dtype), lr).item())
             continue
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad()
-        loss = train.names_loss(model, x, y, w.to(dtype))
+        loss = names_loss(model, x, y, w.to(dtype))
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -69,7 +72,7 @@ def test_flat_adam_is_torch_adam_over_50_steps(dtype, rtol, atol, kw):
     """float64: each weight and loss to 1e-12 relative; float32: to 1e-6 (a few rounding
     steps).
     """
-    mine, mine_w = train_50(dtype, train.make_names_optimizer)
+    mine, mine_w = train_50(dtype, make_names_optimizer)
     theirs, theirs_w = train_50(dtype, torch_adam(**kw))
     assert mine_w.dtype == dtype
     assert torch.allclose(mine_w, theirs_w, rtol=rtol, atol=atol), (
@@ -89,9 +92,9 @@ def test_weights_and_gradients_are_views_of_two_flat_vectors():
     assert next(model.parameters()).flatten()[0].item() == 7.0
     x, y, w = batches(1)[0]
     expected = torch.autograd.grad(
-        train.names_loss(model, x, y, w.double()), list(model.parameters())
+        names_loss(model, x, y, w.double()), list(model.parameters())
     )
-    train.names_loss(model, x, y, w.double()).backward()
+    names_loss(model, x, y, w.double()).backward()
     assert torch.equal(optimizer.grad, torch.cat([g.flatten() for g in expected]))
 
 
@@ -102,7 +105,7 @@ def test_zero_grad_restores_the_views_that_model_zero_grad_dropped():
     assert all(p.grad is None for p in model.parameters())
     optimizer.zero_grad()
     x, y, w = batches(1)[0]
-    train.names_loss(model, x, y, w.double()).backward()
+    names_loss(model, x, y, w.double()).backward()
     assert optimizer.grad.abs().sum() > 0 and not optimizer.grad.isnan().any()
 
 

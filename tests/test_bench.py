@@ -9,9 +9,11 @@ import sys
 import pytest
 import torch
 
-from microgpt import batching, bench, ladders, precision, roofline, timing
+from microgpt import bench, ladders, roofline, timing
 from microgpt.config import GPTConfig, TrainConfig
+from microgpt.device import resolve_dtype
 from microgpt.model import GPT
+from microgpt.text import get_batch
 
 NAMES = [
     "scalar (atomic Values)",
@@ -21,7 +23,7 @@ NAMES = [
 ]
 TEXT_DEFAULTS = TrainConfig()
 SHAKESPEARE = ["fp32 eager (explicit mask)", "+ SDPA attention"]
-BF16 = precision.resolve_dtype("auto", torch.device("cpu")) == "bfloat16"
+BF16 = resolve_dtype("auto", torch.device("cpu")) == "bfloat16"
 
 
 def bench_cli(*args: str) -> subprocess.CompletedProcess:
@@ -196,7 +198,7 @@ def test_an_explicit_attention_moves_its_scores_through_memory():
 
 def test_the_rungs_say_whose_attention_stores_its_scores(data_dir):
     splits, config, _ = ladders.shakespeare_setup(small=True)
-    data = (config, [batching.get_batch(splits.train, 0, 1337, config.block_size, 2)])
+    data = (config, [get_batch(splits.train, 0, 1337, config.block_size, 2)])
 
     def rung(**kw):
         return ladders.text_rung("r", data, torch.device("cpu"), 1, **kw)
@@ -335,9 +337,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 def test_the_machine_names_the_cpu_from_cpuinfo_else_from_python(tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 3.00GHz\n" * 2)
-    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)  # the one /proc/cpuinfo reader
+    # the one /proc/cpuinfo reader
+    monkeypatch.setattr("microgpt.device.CPUINFO", cpuinfo)
     assert bench.machine(torch.device("cpu"))["cpu"] == "Test CPU @ 3.00GHz"
-    monkeypatch.setattr(precision, "CPUINFO", tmp_path / "missing")
+    monkeypatch.setattr("microgpt.device.CPUINFO", tmp_path / "missing")
     monkeypatch.setattr(bench.platform, "processor", lambda: "")
     monkeypatch.setattr(bench.platform, "machine", lambda: "arm64")
     assert bench.machine(torch.device("cpu"))["cpu"] == "arm64"

@@ -19,8 +19,8 @@ from microgpt.checkpoint import (
     tokenizer_from,
 )
 from microgpt.config import GPTConfig
+from microgpt.data import CharTokenizer
 from microgpt.model import GPT
-from microgpt.tokenizer import CharTokenizer
 
 TOK = CharTokenizer("abc\n")
 CONFIG = GPTConfig(TOK.vocab_size, block_size=8, n_layer=1, n_embd=8, n_head=2)

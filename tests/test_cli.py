@@ -10,7 +10,15 @@ import sys
 
 import pytest
 
-from microgpt import __version__, cli, commands
+from microgpt import __version__, cli
+from microgpt.cli import step_printer
+
+
+def run(*args: str, **kw) -> subprocess.CompletedProcess:
+    """Run ``python -m microgpt`` like a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "microgpt", *args], capture_output=True, text=True, **kw
+    )
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix=()):
@@ -20,13 +28,6 @@ def command_paths(parser: argparse.ArgumentParser, prefix=()):
             for name, sub in action.choices.items():
                 yield (*prefix, name)
                 yield from command_paths(sub, (*prefix, name))
-
-
-def run(*args: str, **kw) -> subprocess.CompletedProcess:
-    """Run ``python -m microgpt`` like a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", *args], capture_output=True, text=True, **kw
-    )
 
 
 def test_every_command_has_help(capsys):
@@ -158,7 +159,7 @@ def test_model_too_big_for_memory_says_how_much_it_needs(
 
 def test_estimate_is_not_below_what_the_default_model_holds():
     from microgpt.config import TrainConfig
-    from microgpt.memory import param_count, training_bytes
+    from microgpt.device import param_count, training_bytes
     from microgpt.model import GPT
 
     config = TrainConfig().model(65)
@@ -293,7 +294,7 @@ def test_on_a_terminal_each_step_line_covers_the_longer_one_before_it(
     monkeypatch, capsys
 ):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    show = commands.step_printer(3, 1, exact=True)
+    show = step_printer(3, 1, exact=True)
     for step, loss in enumerate([2.934480617624684, 2.5, 2.25]):
         show(step, loss)
     first, second, last = capsys.readouterr().out.split("\r")
@@ -315,7 +316,7 @@ def threads_seen(monkeypatch):
     """
     import torch
 
-    from microgpt import torch_commands, train
+    from microgpt import cli_torch, train
 
     seen = []
 
@@ -326,9 +327,9 @@ def threads_seen(monkeypatch):
 
         return call
 
-    monkeypatch.setattr(train, "train_names", spy(train.train_names))
+    monkeypatch.setattr(cli_torch, "train_names", spy(cli_torch.train_names))
     monkeypatch.setattr(train, "train_text", spy(train.train_text))
-    monkeypatch.setattr(torch_commands, "generate", spy(torch_commands.generate))
+    monkeypatch.setattr(cli_torch, "generate", spy(cli_torch.generate))
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     yield seen

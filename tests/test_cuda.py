@@ -17,9 +17,11 @@ import sys
 import pytest
 import torch
 
-from microgpt import batching, bench, cli, precision, train
+from microgpt import bench, cli, train
 from microgpt.checkpoint import load_checkpoint
 from microgpt.config import TrainConfig
+from microgpt.device import cuda_auto, emulated, resolve_dtype
+from microgpt.text import split_text
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU"
@@ -41,7 +43,7 @@ def microgpt(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def splits(data_dir):
-    return batching.split_text((data_dir / "tinyshakespeare.txt").read_text()[:200_000])
+    return split_text((data_dir / "tinyshakespeare.txt").read_text()[:200_000])
 
 
 @pytest.fixture
@@ -142,8 +144,8 @@ def test_shakespeare_cli_trains_and_samples(dtype, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert f"device cuda, dtype {dtype}" in done.stdout
-    emulated = precision.emulated(dtype, CUDA)
-    assert ("runs emulated" in done.stderr) == (emulated is not None), done.stderr
+    emulation = emulated(dtype, CUDA)
+    assert ("runs emulated" in done.stderr) == (emulation is not None), done.stderr
     again = microgpt(
         "train",
         "shakespeare",
@@ -173,10 +175,10 @@ def test_shakespeare_cli_trains_and_samples(dtype, tmp_path):
 
 def test_auto_follows_this_gpus_compute_capability():
     major, minor = torch.cuda.get_device_capability()
-    assert precision.resolve_dtype("auto", CUDA) == precision.cuda_auto(major, minor)[0]
+    assert resolve_dtype("auto", CUDA) == cuda_auto(major, minor)[0]
     print(
         f"{torch.cuda.get_device_name()}: compute capability {major}.{minor}, "
-        f"--dtype auto -> {precision.resolve_dtype('auto', CUDA)}"
+        f"--dtype auto -> {resolve_dtype('auto', CUDA)}"
     )
 
 
@@ -245,7 +247,7 @@ def test_the_bench_runs_on_the_gpu(tmp_path, data_dir):
     assert text["machine"]["device"] == "cuda" and any(
         r["default"] for r in text["results"]
     )
-    auto = precision.resolve_dtype("auto", CUDA)
+    auto = resolve_dtype("auto", CUDA)
     assert auto == "float32" or auto in text["matmul_peak_gflops_per_s"]
 
 

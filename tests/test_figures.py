@@ -5,7 +5,7 @@ refuses unknown ones.
 import matplotlib
 import pytest
 
-from microgpt import figures
+from microgpt.book import STAGES, pipeline
 
 matplotlib.use("Agg")
 
@@ -16,8 +16,8 @@ def texts(fig) -> dict[str, str]:
 
 
 def test_every_stage_is_drawn_and_only_the_asked_ones_are_lit():
-    drawn = texts(figures.pipeline("attention", "mlp", part=2))
-    for key, label in figures.STAGES:
+    drawn = texts(pipeline("attention", "mlp", part=2))
+    for key, label in STAGES:
         assert drawn[label] == ("bold" if key in ("attention", "mlp") else "normal"), (
             key
         )
@@ -26,7 +26,7 @@ def test_every_stage_is_drawn_and_only_the_asked_ones_are_lit():
 
 
 def test_nothing_lit_without_arguments():
-    assert set(texts(figures.pipeline()).values()) == {"normal"}
+    assert set(texts(pipeline()).values()) == {"normal"}
 
 
 @pytest.mark.parametrize(
@@ -38,4 +38,4 @@ def test_nothing_lit_without_arguments():
 )
 def test_bad_arguments_are_refused(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        figures.pipeline(*args, **kwargs)
+        pipeline(*args, **kwargs)

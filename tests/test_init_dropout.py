@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from microgpt.batching import get_batch, split_text
 from microgpt.config import GPTConfig, TrainConfig
 from microgpt.data import load_shakespeare
 from microgpt.model import GPT, init_std
+from microgpt.text import get_batch, split_text
 from microgpt.train import lm_loss
 
 

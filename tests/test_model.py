@@ -10,10 +10,15 @@ import torch.nn.functional as F
 
 from microgpt import scalar
 from microgpt.config import GPTConfig
-from microgpt.data import load_names
-from microgpt.model import GPT, causal_mask, rmsnorm
-from microgpt.port import gpt_from_scalar, scalar_weights, torch_name
-from microgpt.tokenizer import CharTokenizer
+from microgpt.data import CharTokenizer, load_names
+from microgpt.model import (
+    GPT,
+    causal_mask,
+    gpt_from_scalar,
+    rmsnorm,
+    scalar_weights,
+    torch_name,
+)
 
 CONFIG = GPTConfig(vocab_size=27)
 

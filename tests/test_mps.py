@@ -5,8 +5,8 @@ them, no torch.compile, and every command either runs or stops with one line say
 import pytest
 import torch
 
-from microgpt import bench, cli, precision
-from microgpt.device import has_fused_adam, pick_device
+from microgpt import bench, cli
+from microgpt.device import has_fused_adam, pick_device, resolve_dtype, use_tf32
 
 MPS = torch.device("mps")
 
@@ -28,8 +28,8 @@ def one_error_line(capsys, argv) -> str:
 
 def test_auto_picks_mps_and_float32(mac):
     assert pick_device() == MPS
-    assert precision.resolve_dtype("auto", MPS) == "float32"
-    assert not precision.use_tf32(MPS, "float32")
+    assert resolve_dtype("auto", MPS) == "float32"
+    assert not use_tf32(MPS, "float32")
 
 
 def test_fused_adam_where_torch_has_it():

@@ -8,10 +8,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from microgpt import batching, cli, precision, train
+from microgpt import cli, train
 from microgpt.checkpoint import load_checkpoint
 from microgpt.config import GPTConfig, TrainConfig
+from microgpt.device import (
+    PrecisionError,
+    attention_for,
+    auto_dtype,
+    autocast,
+    cpu_flags,
+    dtype_warning,
+    emulated,
+    grad_scaler,
+    resolve_dtype,
+    set_matmul_precision,
+    use_tf32,
+)
 from microgpt.model import GPT, bf16_attention, causal_mask
+from microgpt.text import get_batch, split_text
 
 CUDA, CPU, MPS = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
 
@@ -59,91 +73,87 @@ def cpu_with(monkeypatch):
 )
 def test_auto_on_cuda_follows_compute_capability(gpu, capability, dtype):
     gpu(*capability)
-    assert precision.resolve_dtype("auto", CUDA) == dtype
-    assert f"{capability[0]}.{capability[1]}" in precision.auto_dtype(CUDA)[1]
+    assert resolve_dtype("auto", CUDA) == dtype
+    assert f"{capability[0]}.{capability[1]}" in auto_dtype(CUDA)[1]
 
 
 def test_auto_on_a_cpu_with_native_bfloat16(cpu_with):
     cpu_with("avx2", "avx512_f", "avx512_bf16")
-    assert precision.auto_dtype(CPU) == ("bfloat16", "the CPU has avx512_bf16")
+    assert auto_dtype(CPU) == ("bfloat16", "the CPU has avx512_bf16")
     cpu_with("amx_bf16")
-    assert precision.resolve_dtype("auto", CPU) == "bfloat16"
+    assert resolve_dtype("auto", CPU) == "bfloat16"
 
 
 def test_auto_on_a_cpu_without_native_bfloat16(cpu_with):
     # AVX-512 alone: oneDNN would run bf16, but emulated
     cpu_with("avx2", "avx512_f", "avx512_bw")
-    assert precision.resolve_dtype("auto", CPU) == "float32"
-    assert "no bfloat16 instructions" in precision.auto_dtype(CPU)[1]
+    assert resolve_dtype("auto", CPU) == "float32"
+    assert "no bfloat16 instructions" in auto_dtype(CPU)[1]
 
 
 def test_cpu_flags_fall_back_to_the_os_then_to_none(monkeypatch, tmp_path):
     monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f amx_bf16\n")
-    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)
-    assert {"avx2", "amx_bf16"} <= precision.cpu_flags()
-    assert precision.resolve_dtype("auto", CPU) == "bfloat16"
-    monkeypatch.setattr(precision, "CPUINFO", tmp_path / "missing")
-    assert precision.cpu_flags() == set()
-    assert precision.resolve_dtype("auto", CPU) == "float32"
+    monkeypatch.setattr("microgpt.device.CPUINFO", cpuinfo)
+    assert {"avx2", "amx_bf16"} <= cpu_flags()
+    assert resolve_dtype("auto", CPU) == "bfloat16"
+    monkeypatch.setattr("microgpt.device.CPUINFO", tmp_path / "missing")
+    assert cpu_flags() == set()
+    assert resolve_dtype("auto", CPU) == "float32"
 
 
 def test_a_onednn_cap_below_bf16_makes_auto_float32(monkeypatch):
     monkeypatch.setattr(
-        precision, "hardware_flags", lambda: {"avx2", "avx512f", "avx512_bf16"}
+        "microgpt.device.hardware_flags", lambda: {"avx2", "avx512f", "avx512_bf16"}
     )
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    assert precision.resolve_dtype("auto", CPU) == "bfloat16"
+    assert resolve_dtype("auto", CPU) == "bfloat16"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-    assert precision.resolve_dtype("auto", CPU) == "float32"
-    assert precision.emulated("bfloat16", CPU) == "the CPU has no bfloat16 instructions"
+    assert resolve_dtype("auto", CPU) == "float32"
+    assert emulated("bfloat16", CPU) == "the CPU has no bfloat16 instructions"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")
-    assert precision.resolve_dtype("auto", CPU) == "bfloat16"
+    assert resolve_dtype("auto", CPU) == "bfloat16"
 
 
 def test_mps_is_float32_only():
-    assert precision.resolve_dtype("auto", MPS) == "float32"
-    assert precision.resolve_dtype("float32", MPS) == "float32"
+    assert resolve_dtype("auto", MPS) == "float32"
+    assert resolve_dtype("float32", MPS) == "float32"
     with pytest.raises(
-        precision.PrecisionError,
+        PrecisionError,
         match="^--dtype float64: MPS has no float64; use --dtype float32$",
     ):
-        precision.resolve_dtype("float64", MPS)
+        resolve_dtype("float64", MPS)
     for dtype in ("bfloat16", "float16"):
-        with pytest.raises(
-            precision.PrecisionError, match="microgpt trains in float32 on MPS"
-        ):
-            precision.resolve_dtype(dtype, MPS)
+        with pytest.raises(PrecisionError, match="microgpt trains in float32 on MPS"):
+            resolve_dtype(dtype, MPS)
 
 
 def test_an_explicit_dtype_is_kept_and_emulation_is_one_warning_line(gpu, cpu_with):
     gpu(7, 5)
-    assert precision.resolve_dtype("bfloat16", CUDA) == "bfloat16"
-    note = precision.warning("bfloat16", CUDA)
+    assert resolve_dtype("bfloat16", CUDA) == "bfloat16"
+    note = dtype_warning("bfloat16", CUDA)
     assert (
         "emulated" in note
         and "--dtype auto would pick float16" in note
         and "\n" not in note
     )
-    assert precision.warning("float16", CUDA) is None
+    assert dtype_warning("float16", CUDA) is None
     gpu(8, 0)
-    assert precision.warning("bfloat16", CUDA) is None
+    assert dtype_warning("bfloat16", CUDA) is None
     cpu_with("avx2")
-    assert "the CPU has no bfloat16 instructions" in precision.warning("bfloat16", CPU)
-    assert precision.warning("float32", CPU) is None
+    assert "the CPU has no bfloat16 instructions" in dtype_warning("bfloat16", CPU)
+    assert dtype_warning("float32", CPU) is None
 
 
 def test_tf32_only_for_float32_on_ampere_or_newer(gpu):
     gpu(8, 0)
-    assert precision.use_tf32(CUDA, "float32") and not precision.use_tf32(
-        CUDA, "bfloat16"
-    )
+    assert use_tf32(CUDA, "float32") and not use_tf32(CUDA, "bfloat16")
     gpu(7, 5)
-    assert not precision.use_tf32(CUDA, "float32")
-    assert not precision.use_tf32(CPU, "float32")
+    assert not use_tf32(CUDA, "float32")
+    assert not use_tf32(CPU, "float32")
     try:
-        precision.set_matmul_precision(CPU, "float32")
+        set_matmul_precision(CPU, "float32")
         assert torch.get_float32_matmul_precision() == "highest"
     finally:
         torch.set_float32_matmul_precision("highest")
@@ -156,10 +166,10 @@ def test_autocast_casts_matmuls_to_the_chosen_dtype():
         ("float16", torch.float16),
         ("float32", torch.float32),
     ]:
-        with precision.autocast(CPU, dtype):
+        with autocast(CPU, dtype):
             assert (a @ a).dtype == expected
-    assert precision.grad_scaler(CPU, "float16").is_enabled()
-    assert not precision.grad_scaler(CPU, "bfloat16").is_enabled()
+    assert grad_scaler(CPU, "float16").is_enabled()
+    assert not grad_scaler(CPU, "bfloat16").is_enabled()
 
 
 # --- float16 for real on the CPU: the loss is scaled, the gradients unscaled before cli
@@ -167,12 +177,12 @@ def test_autocast_casts_matmuls_to_the_chosen_dtype():
 
 @pytest.fixture(scope="module")
 def splits(data_dir):
-    return batching.split_text((data_dir / "tinyshakespeare.txt").read_text()[:20_000])
+    return split_text((data_dir / "tinyshakespeare.txt").read_text()[:20_000])
 
 
 def test_float16_step_unscales_before_clipping(splits):
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
-    x, y = batching.get_batch(splits.train, 0, 1337, 16, 4)
+    x, y = get_batch(splits.train, 0, 1337, 16, 4)
     torch.manual_seed(0)
     model = GPT(config, attention="sdpa")
     train.lm_loss(model, x, y).backward()
@@ -181,7 +191,7 @@ def test_float16_step_unscales_before_clipping(splits):
     ).item()
     model.zero_grad(set_to_none=True)
     before = [p.detach().clone() for p in model.parameters()]
-    scaler = precision.grad_scaler(CPU, "float16")
+    scaler = grad_scaler(CPU, "float16")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     _, norm = train.text_update(
         model,
@@ -355,9 +365,9 @@ def test_bf16_attention_is_attention_in_bfloat16():
 
 
 def test_bf16_attention_is_only_chosen_for_bfloat16_on_a_cpu():
-    assert precision.attention_for(CPU, "bfloat16") == "bf16"
-    assert precision.attention_for(CPU, "float32") == "sdpa"
-    assert precision.attention_for(CUDA, "bfloat16") == "sdpa"
+    assert attention_for(CPU, "bfloat16") == "bf16"
+    assert attention_for(CPU, "float32") == "sdpa"
+    assert attention_for(CUDA, "bfloat16") == "sdpa"
 
 
 def test_a_model_on_bf16_attention_continues_its_cache_and_drops_out():

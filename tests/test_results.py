@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from microgpt import data, results
+from microgpt import data
+from microgpt.book import BRANCH, REPOSITORY, ResultsError, results_file, results_url
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = b'{"suite": "names"}\n'
@@ -56,15 +57,15 @@ def dead_url() -> str:
 
 def test_the_package_knows_the_books_repository():
     config = yaml.safe_load((REPO / "_config.yml").read_text())
-    assert results.REPOSITORY == config["repository"]["url"]
-    assert results.BRANCH == config["repository"]["branch"]
+    assert REPOSITORY == config["repository"]["url"]
+    assert BRANCH == config["repository"]["branch"]
 
 
 def test_default_url_is_the_repositorys_raw_results(monkeypatch):
     monkeypatch.delenv("MICROGPT_RESULTS_URL", raising=False)
-    owner_repo = results.REPOSITORY.removeprefix("https://github.com/")
+    owner_repo = REPOSITORY.removeprefix("https://github.com/")
     assert (
-        results.results_url()
+        results_url()
         == f"https://raw.githubusercontent.com/{owner_repo}/main/book/results"
     )
 
@@ -73,23 +74,23 @@ def test_next_to_the_notebook_wins(alone, monkeypatch):
     monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
     (alone.parent / "work" / "results").mkdir()
     (alone.parent / "work" / "results" / "bench.json").write_bytes(b"local")
-    assert results.results_file("bench.json").read_bytes() == b"local"
+    assert results_file("bench.json").read_bytes() == b"local"
     assert not alone.exists()
 
 
 def test_downloaded_once_then_offline(alone, server, monkeypatch):
     monkeypatch.setenv("MICROGPT_RESULTS_URL", server)
-    path = results.results_file("bench.json")
+    path = results_file("bench.json")
     assert path == alone / "results" / "bench.json" and path.read_bytes() == BENCH
-    assert results.results_file("sweep/lr.jsonl").read_bytes() == b'{"step": 1}\n'
+    assert results_file("sweep/lr.jsonl").read_bytes() == b'{"step": 1}\n'
     monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
-    assert results.results_file("bench.json").read_bytes() == BENCH
+    assert results_file("bench.json").read_bytes() == BENCH
 
 
 def test_offline_with_nothing_cached_is_one_clear_line(alone, monkeypatch):
     monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
-    with pytest.raises(results.ResultsError) as err:
-        results.results_file("bench.json")
+    with pytest.raises(ResultsError) as err:
+        results_file("bench.json")
     message = str(err.value)
     assert (
         "\n" not in message
@@ -102,15 +103,15 @@ def test_offline_with_nothing_cached_is_one_clear_line(alone, monkeypatch):
 
 def test_missing_on_the_server_caches_nothing(alone, server, monkeypatch):
     monkeypatch.setenv("MICROGPT_RESULTS_URL", server)
-    with pytest.raises(results.ResultsError, match="404"):
-        results.results_file("absent.json")
+    with pytest.raises(ResultsError, match="404"):
+        results_file("absent.json")
     assert list((alone / "results").iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["", "../secrets.txt", "/etc/passwd", "a/../../b"])
 def test_names_outside_the_results_folder_are_refused(alone, name):
-    with pytest.raises(results.ResultsError, match="not the name of a recorded result"):
-        results.results_file(name)
+    with pytest.raises(ResultsError, match="not the name of a recorded result"):
+        results_file(name)
 
 
 def test_every_recorded_result_is_found_in_the_repository(monkeypatch):
@@ -118,9 +119,7 @@ def test_every_recorded_result_is_found_in_the_repository(monkeypatch):
     for path in sorted((REPO / "book" / "results").rglob("*")):
         if path.is_file():
             assert (
-                results.results_file(
-                    path.relative_to(REPO / "book" / "results").as_posix()
-                )
+                results_file(path.relative_to(REPO / "book" / "results").as_posix())
                 == path
             )
 
@@ -128,22 +127,22 @@ def test_every_recorded_result_is_found_in_the_repository(monkeypatch):
 def test_an_unrecorded_optional_result_is_none(alone, server, monkeypatch):
     monkeypatch.setenv("MICROGPT_RESULTS_URL", server)
     # 404 from the server
-    assert results.results_file("bench_cuda.json", missing_ok=True) is None
-    assert results.results_file("bench.json", missing_ok=True).read_bytes() == BENCH
+    assert results_file("bench_cuda.json", missing_ok=True) is None
+    assert results_file("bench.json", missing_ok=True).read_bytes() == BENCH
     monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
     # offline is not "not recorded"
-    with pytest.raises(results.ResultsError, match="could not download"):
-        results.results_file("other.json", missing_ok=True)
+    with pytest.raises(ResultsError, match="could not download"):
+        results_file("other.json", missing_ok=True)
 
 
 def test_not_recorded_is_told_by_the_http_status(alone, monkeypatch):
     def refused(url, dest, **kw):
         raise data.DataError("could not download (HTTP Error 404: Not Found)", 404)
 
-    monkeypatch.setattr(results, "download", refused)
-    assert results.results_file("bench_cuda.json", missing_ok=True) is None
-    with pytest.raises(results.ResultsError, match="HTTP Error 404"):
-        results.results_file("bench_cuda.json")
+    monkeypatch.setattr("microgpt.book.download", refused)
+    assert results_file("bench_cuda.json", missing_ok=True) is None
+    with pytest.raises(ResultsError, match="HTTP Error 404"):
+        results_file("bench_cuda.json")
 
 
 def test_a_results_folder_beside_the_notebook_decides_what_was_recorded(
@@ -152,4 +151,4 @@ def test_a_results_folder_beside_the_notebook_decides_what_was_recorded(
     monkeypatch.setenv("MICROGPT_RESULTS_URL", dead_url())
     (alone.parent / "work" / "results").mkdir()
     # no network asked
-    assert results.results_file("bench_cuda.json", missing_ok=True) is None
+    assert results_file("bench_cuda.json", missing_ok=True) is None

@@ -7,9 +7,9 @@ import torch
 
 from microgpt import cli, sample
 from microgpt.config import GPTConfig
+from microgpt.data import CharTokenizer
 from microgpt.model import GPT
 from microgpt.sample import generate, nucleus, sample_docs, sample_next
-from microgpt.tokenizer import CharTokenizer
 
 
 @pytest.fixture

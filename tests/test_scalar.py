@@ -12,8 +12,7 @@ import pytest
 
 from microgpt import scalar
 from microgpt.config import GPTConfig
-from microgpt.data import load_names
-from microgpt.tokenizer import CharTokenizer
+from microgpt.data import CharTokenizer, load_names
 
 CONFIG = GPTConfig(vocab_size=27)
 ORIGINAL_SAMPLES = [

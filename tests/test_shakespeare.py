@@ -17,11 +17,21 @@ import time
 import pytest
 import torch
 
-from microgpt import batching, cli, precision, schedules, train
+from microgpt import cli, train
 from microgpt.checkpoint import load_checkpoint
 from microgpt.config import GPTConfig, TrainConfig
 from microgpt.data import DataError, load_shakespeare
+from microgpt.device import autocast, grad_scaler
 from microgpt.model import GPT
+from microgpt.names import TrainingError
+from microgpt.text import (
+    batches_per_epoch,
+    check_one_batch,
+    get_batch,
+    split_text,
+    val_batches,
+)
+from microgpt.train import warmup_cosine
 
 TINY = (
     "--batch-size 4 --block-size 16 --n-embd 16 --n-head 2 --n-layer 1"
@@ -39,6 +49,14 @@ def run(*args, **kw) -> subprocess.CompletedProcess:
     )
 
 
+def tiny_run(**settings) -> TrainConfig:
+    """A run of the 1-layer, 16-wide test model, in float32 unless ``settings`` say
+    otherwise (so it trains the same on a CPU with bfloat16 instructions).
+    """
+    shape = {"block_size": 16, "n_layer": 1, "n_embd": 16, "n_head": 2}
+    return TrainConfig(**{**shape, "dtype": "float32", **settings})
+
+
 def metrics(folder):
     return [
         json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()
@@ -48,14 +66,6 @@ def metrics(folder):
 def timeless(folder):
     """metrics.jsonl without the step times, which differ from run to run."""
     return [{k: v for k, v in r.items() if k != "ms"} for r in metrics(folder)]
-
-
-def tiny_run(**settings) -> TrainConfig:
-    """A run of the 1-layer, 16-wide test model, in float32 unless ``settings`` say
-    otherwise (so it trains the same on a CPU with bfloat16 instructions).
-    """
-    shape = {"block_size": 16, "n_layer": 1, "n_embd": 16, "n_head": 2}
-    return TrainConfig(**{**shape, "dtype": "float32", **settings})
 
 
 class Stop(Exception):
@@ -105,7 +115,7 @@ def error_line(capsys, *args) -> str:
 
 
 def test_split_is_the_last_tenth_encoded_once(text):
-    splits = batching.split_text(text)
+    splits = split_text(text)
     assert splits.tokenizer.vocab_size == 66 and len(splits.tokenizer.chars) == 65
     assert len(splits.val) == len(text) // 10
     assert (
@@ -119,8 +129,8 @@ def test_split_is_the_last_tenth_encoded_once(text):
 
 
 def test_default_run_is_15_epochs_of_122_batches(text):
-    splits = batching.split_text(text)
-    assert batching.batches_per_epoch(len(splits.train), 256, 32) == 122
+    splits = split_text(text)
+    assert batches_per_epoch(len(splits.train), 256, 32) == 122
 
 
 def test_default_model_has_836096_parameters():
@@ -130,16 +140,16 @@ def test_default_model_has_836096_parameters():
 
 def test_targets_are_inputs_shifted_by_one():
     ids = torch.arange(1000)
-    x, y = batching.get_batch(ids, step=7, seed=1, block_size=10, batch_size=5)
+    x, y = get_batch(ids, step=7, seed=1, block_size=10, batch_size=5)
     assert x.shape == y.shape == (5, 10)
     assert torch.equal(y, x + 1)
 
 
 def test_an_epoch_visits_every_example_once_at_one_offset():
     ids, block, batch = torch.arange(1000), 10, 7
-    per_epoch = batching.batches_per_epoch(len(ids), block, batch)
+    per_epoch = batches_per_epoch(len(ids), block, batch)
     starts = torch.cat(
-        [batching.get_batch(ids, s, 3, block, batch)[0][:, 0] for s in range(per_epoch)]
+        [get_batch(ids, s, 3, block, batch)[0][:, 0] for s in range(per_epoch)]
     )
     assert len(set(starts.tolist())) == len(starts) == per_epoch * batch
     assert len({int(s) % block for s in starts}) == 1
@@ -147,41 +157,40 @@ def test_an_epoch_visits_every_example_once_at_one_offset():
 
 def test_order_is_a_pure_function_of_seed_and_step():
     ids = torch.arange(5000)
-    first = [batching.get_batch(ids, s, 9, 16, 8)[0] for s in (0, 40, 41)]
-    again = [batching.get_batch(ids, s, 9, 16, 8)[0] for s in (41, 0, 40)]
+    first = [get_batch(ids, s, 9, 16, 8)[0] for s in (0, 40, 41)]
+    again = [get_batch(ids, s, 9, 16, 8)[0] for s in (41, 0, 40)]
     assert torch.equal(first[0], again[1]) and torch.equal(first[2], again[0])
     assert not torch.equal(
-        batching.get_batch(ids, 0, 9, 16, 8)[0],
-        batching.get_batch(ids, 0, 10, 16, 8)[0],
+        get_batch(ids, 0, 9, 16, 8)[0],
+        get_batch(ids, 0, 10, 16, 8)[0],
     )
-    per_epoch = batching.batches_per_epoch(len(ids), 16, 8)
+    per_epoch = batches_per_epoch(len(ids), 16, 8)
     offsets = {
-        int(batching.get_batch(ids, e * per_epoch, 9, 16, 8)[0][0, 0]) % 16
-        for e in range(8)
+        int(get_batch(ids, e * per_epoch, 9, 16, 8)[0][0, 0]) % 16 for e in range(8)
     }
     assert len(offsets) > 1, "every epoch should cut the text at its own offset"
 
 
 def test_validation_blocks_cover_the_split_in_order():
-    batches = batching.val_batches(torch.arange(105), block_size=10, batch_size=4)
+    batches = val_batches(torch.arange(105), block_size=10, batch_size=4)
     x = torch.cat([b[0] for b in batches])
     assert torch.equal(x.flatten(), torch.arange(100))
     assert all(torch.equal(b[1], b[0] + 1) for b in batches)
 
 
 def test_too_little_text_is_a_clear_error():
-    assert batching.batches_per_epoch(100, 16, 32) == 0
+    assert batches_per_epoch(100, 16, 32) == 0
     with pytest.raises(DataError, match="too short for one batch"):
-        batching.check_one_batch(100, 16, 32)
+        check_one_batch(100, 16, 32)
     with pytest.raises(DataError, match="too short for one batch"):
-        batching.get_batch(torch.arange(100), 0, 1, 16, 32)
+        get_batch(torch.arange(100), 0, 1, 16, 32)
 
 
 # --- schedule -------------------------------------------------------------------------
 
 
 def test_warmup_then_cosine_to_near_zero():
-    lrs = [schedules.warmup_cosine(s, 1000, 2e-3, 100) for s in range(1000)]
+    lrs = [warmup_cosine(s, 1000, 2e-3, 100) for s in range(1000)]
     assert lrs[0] == pytest.approx(2e-5) and lrs[99] == pytest.approx(2e-3)
     assert all(a < b for a, b in zip(lrs[:99], lrs[1:100]))
     assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))
@@ -383,12 +392,12 @@ def test_resume_refuses_a_names_checkpoint(trained, small, tmp_path, capsys):
 
 
 def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
-    splits = batching.split_text(small.read_text())
+    splits = split_text(small.read_text())
     monkeypatch.setattr(
         train, "lm_loss", lambda model, x, y: model(x).sum() * float("nan")
     )
     with pytest.raises(
-        train.TrainingError, match="the loss became nan at step 1; lower --lr"
+        TrainingError, match="the loss became nan at step 1; lower --lr"
     ):
         train.train_text(
             splits,
@@ -399,7 +408,7 @@ def test_non_finite_loss_stops_with_a_message(monkeypatch, small, tmp_path):
 
 
 def test_bfloat16_autocast_trains(small, tmp_path):
-    splits = batching.split_text(small.read_text())
+    splits = split_text(small.read_text())
     result = train.train_text(
         splits,
         tiny_run(steps=20, batch_size=4, dtype="bfloat16"),
@@ -433,7 +442,11 @@ def test_text_samples_run_to_max_chars_and_follow_the_seed(trained):
         "--num-samples",
         2,
     ]
-    first, again, other = run(*args), run(*args), run(*args, "--seed", 7)
+    first, again, other = (
+        run(*args),
+        run(*args),
+        run(*args, "--seed", 7),
+    )
     texts = samples_of(first.stdout)
     assert len(texts) == 2 and all(
         t.startswith("First") and len(t) == 5 + 300 for t in texts
@@ -520,9 +533,7 @@ def notebook_functions(name: str, *functions: str) -> dict:
         "math": math,
         "random": __import__("random"),
         "train": train,
-        "batching": batching,
-        "schedules": schedules,
-        "precision": precision,
+        "autocast": autocast,
         "device": torch.device("cpu"),
     }
     for cell in cells:
@@ -550,13 +561,13 @@ def test_chapter_9_get_batch_is_the_packages():
     for step in (0, 5, 77, 300):
         ours, theirs = (
             ns["get_batch"](ids, step, 3, 32, 8),
-            batching.get_batch(ids, step, 3, 32, 8),
+            get_batch(ids, step, 3, 32, 8),
         )
         assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
 
 
 def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
-    splits = batching.split_text(small.read_text())
+    splits = split_text(small.read_text())
     run_config = tiny_run(steps=30, batch_size=4, dtype="bfloat16")
     train.train_text(
         splits, run_config, tmp_path / "whole", eval_interval=10, progress=False
@@ -584,7 +595,7 @@ def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
 def test_resuming_twice_from_one_loaded_checkpoint_leaves_it_unchanged(
     small, tmp_path, monkeypatch
 ):
-    splits = batching.split_text(small.read_text())
+    splits = split_text(small.read_text())
     run_config = tiny_run(steps=20, batch_size=4)
     ckpt = train_until_checkpoint(
         monkeypatch, splits, run_config, tmp_path / "cut", ckpt_interval=10
@@ -606,14 +617,14 @@ def test_resuming_twice_from_one_loaded_checkpoint_leaves_it_unchanged(
 def test_chapter_10_schedule_and_step_are_the_packages():
     ns = notebook_functions("10_training_loop.ipynb", "warmup_cosine", "step_fn")
     assert [ns["warmup_cosine"](s, 500, 1e-3, 40) for s in range(500)] == [
-        schedules.warmup_cosine(s, 500, 1e-3, 40) for s in range(500)
+        warmup_cosine(s, 500, 1e-3, 40) for s in range(500)
     ]
     config, out = GPTConfig(20, 8, 1, 16, 2), []
     x, y = torch.randint(0, 20, (4, 8)), torch.randint(0, 20, (4, 8))
     cpu = torch.device("cpu")
 
     def package_step(model, optimizer, x, y, lr, grad_clip):
-        scaler = precision.grad_scaler(cpu, "float32")
+        scaler = grad_scaler(cpu, "float32")
         return train.text_update(
             model,
             optimizer,
@@ -664,7 +675,7 @@ def test_chapter_12_sample_next_is_the_packages():
 FLOAT32 = {
     "device": torch.device("cpu"),
     "dtype": "float32",
-    "scaler": precision.grad_scaler(torch.device("cpu"), "float32"),
+    "scaler": grad_scaler(torch.device("cpu"), "float32"),
 }
 
 
@@ -672,7 +683,7 @@ def float64_pair(text: str, seed: int = 0):
     """Two equal float64 models (explicit-mask attention, no dropout), their AdamW
     optimizers and a batch of 8.
     """
-    splits = batching.split_text(text[:20_000])
+    splits = split_text(text[:20_000])
     config = GPTConfig(splits.tokenizer.vocab_size, 16, 1, 16, 2)
     run = TrainConfig(steps=3, batch_size=8)
     pair = []
@@ -687,7 +698,7 @@ def float64_pair(text: str, seed: int = 0):
 def test_gradient_accumulation_equals_the_large_batch_in_float64(text, accum):
     splits, [(big, big_opt), (acc, acc_opt)], run = float64_pair(text)
     for step in range(3):
-        x, y = batching.get_batch(splits.train, step, 1, 16, 8)
+        x, y = get_batch(splits.train, step, 1, 16, 8)
         one = train.text_update(big, big_opt, x, y, lr=1e-2, grad_clip=1.0, **FLOAT32)
         many = train.text_update(
             acc, acc_opt, x, y, lr=1e-2, grad_clip=1.0, accum=accum, **FLOAT32
@@ -702,7 +713,7 @@ def test_gradient_accumulation_equals_the_large_batch_in_float64(text, accum):
 
 def test_gradient_accumulation_needs_equal_micro_batches(text):
     splits, [(model, optimizer), _], _ = float64_pair(text)
-    x, y = batching.get_batch(splits.train, 0, 1, 16, 8)
+    x, y = get_batch(splits.train, 0, 1, 16, 8)
     with pytest.raises(ValueError, match="does not split into 3 equal micro-batches"):
         train.text_update(
             model, optimizer, x, y, lr=1e-2, grad_clip=1.0, accum=3, **FLOAT32
@@ -747,7 +758,7 @@ def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):
 
 
 def test_warmup_is_steps_or_a_fraction_of_the_run(text):
-    splits = batching.split_text(text[:20_000])
+    splits = split_text(text[:20_000])
     cpu = torch.device("cpu")
     for warmup, steps in ((0.05, 10), (7, 7)):
         run = TrainConfig(steps=200, warmup=warmup)
@@ -759,7 +770,7 @@ def test_warmup_is_steps_or_a_fraction_of_the_run(text):
 
 
 def test_log_interval_keeps_one_record_per_step_with_grad_norm_and_lr(small, tmp_path):
-    splits = batching.split_text(small.read_text())
+    splits = split_text(small.read_text())
     runs = {}
     for interval in (1, 5):
         train.train_text(
@@ -775,13 +786,13 @@ def test_log_interval_keeps_one_record_per_step_with_grad_norm_and_lr(small, tmp
     # the same values, fetched later
     assert [{**r, "ms": 0} for r in runs[5]] == [{**r, "ms": 0} for r in runs[1]]
     assert [r["lr"] for r in runs[5]] == [
-        schedules.warmup_cosine(s, 12, 4e-3, 100) for s in range(12)
+        warmup_cosine(s, 12, 4e-3, 100) for s in range(12)
     ]
     assert all(r["grad_norm"] > 0 for r in runs[5])
 
 
 def test_non_finite_check_names_the_first_bad_step(monkeypatch, small, tmp_path):
-    splits = batching.split_text(small.read_text())
+    splits = split_text(small.read_text())
     calls, lm_loss = [], train.lm_loss
 
     def nan_from_step_3(model, x, y):
@@ -790,7 +801,7 @@ def test_non_finite_check_names_the_first_bad_step(monkeypatch, small, tmp_path)
 
     monkeypatch.setattr(train, "lm_loss", nan_from_step_3)
     with pytest.raises(
-        train.TrainingError, match="the loss became nan at step 3; lower --lr"
+        TrainingError, match="the loss became nan at step 3; lower --lr"
     ):
         train.train_text(
             splits,
@@ -819,7 +830,7 @@ def test_dropout_flag_reaches_the_model(small, tmp_path):
     assert result.returncode == 0, result.stderr
     assert load_checkpoint(tmp_path / "d1" / "ckpt.pt")["run"]["dropout"] == 0.2
     assert metrics(tmp_path / "d1")[0]["loss"] != metrics(tmp_path / "d0")[0]["loss"]
-    splits = batching.split_text(small.read_text())
+    splits = split_text(small.read_text())
     model = train.train_text(
         splits,
         tiny_run(steps=1, batch_size=4, dropout=0.2),

@@ -2,8 +2,7 @@
 
 import pytest
 
-from microgpt.data import load_names
-from microgpt.tokenizer import CharTokenizer
+from microgpt.data import CharTokenizer, load_names
 
 
 def test_ids_are_sorted_characters_then_bos():

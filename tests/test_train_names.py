@@ -10,13 +10,20 @@ import sys
 import pytest
 import torch
 
-from microgpt import batching, scalar, schedules, train
-from microgpt.adam import FlatAdam
+from microgpt import scalar
 from microgpt.config import GPTConfig
-from microgpt.data import load_names
-from microgpt.model import GPT
-from microgpt.port import gpt_from_scalar, scalar_weights
-from microgpt.tokenizer import CharTokenizer
+from microgpt.data import CharTokenizer, load_names
+from microgpt.model import GPT, gpt_from_scalar, scalar_weights
+from microgpt.names import (
+    FlatAdam,
+    encode_names,
+    make_names_optimizer,
+    names_batch,
+    names_loss,
+    names_step,
+    train_names,
+)
+from microgpt.scalar import linear_decay
 
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -53,7 +60,7 @@ DOCS = ["ab", "x", "abcdefghijklmnopqrstu", "emma", "zo"]
 
 
 def test_names_are_encoded_once_padded_and_weighted():
-    data = batching.encode_names(DOCS, TOK, block_size=8)
+    data = encode_names(DOCS, TOK, block_size=8)
     assert data.x.shape == data.y.shape == data.weight.shape == (5, 8)
     assert data.lengths == [3, 2, 8, 5, 3]
     assert data.x[0].tolist() == [26, 0, 1, 26, 26, 26, 26, 26]  # BOS a b, then padding
@@ -68,44 +75,41 @@ def test_names_are_encoded_once_padded_and_weighted():
 
 
 def test_batches_follow_the_original_order_and_cut_the_padding():
-    data = batching.encode_names(DOCS, TOK, block_size=8)
-    x, y, w = batching.names_batch(data, step=0, batch_size=2)
+    data = encode_names(DOCS, TOK, block_size=8)
+    x, y, w = names_batch(data, step=0, batch_size=2)
     # the longest of names 0 and 1 has 3 positions
     assert torch.equal(x, data.x[:2, :3])
     # names 4, 0: wraps around
-    x, y, w = batching.names_batch(data, step=2, batch_size=2)
+    x, y, w = names_batch(data, step=2, batch_size=2)
     assert torch.equal(x, data.x[[4, 0], :3]) and torch.equal(
         w, data.weight[[4, 0], :3]
     )
     # batch 1: name step % N, as the original
-    x, _, _ = batching.names_batch(data, step=7, batch_size=1)
+    x, _, _ = names_batch(data, step=7, batch_size=1)
     assert torch.equal(x, data.x[2:3, :8])
-    x, _, _ = batching.names_batch(data, step=0, batch_size=2, pad_to_block=True)
+    x, _, _ = names_batch(data, step=0, batch_size=2, pad_to_block=True)
     assert x.shape == (2, 8)
 
 
 def test_padding_never_contributes_to_loss_or_gradient():
     torch.manual_seed(0)
     model = GPT(GPTConfig(27, block_size=8), std=0.3).double()
-    data = batching.encode_names(DOCS, TOK, block_size=8).to("cpu", torch.float64)
-    x, y, w = batching.names_batch(data, 0, 5)
-    loss = train.names_loss(model, x, y, w)
+    data = encode_names(DOCS, TOK, block_size=8).to("cpu", torch.float64)
+    x, y, w = names_batch(data, 0, 5)
+    loss = names_loss(model, x, y, w)
     loss.backward()
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     noisy_x, noisy_y = x.clone(), y.clone()
     noisy_x[w == 0], noisy_y[w == 0] = 3, 7  # change every padded input and target
-    noisy = train.names_loss(model, noisy_x, noisy_y, w)
+    noisy = names_loss(model, noisy_x, noisy_y, w)
     noisy.backward()
     assert noisy.item() == pytest.approx(loss.item(), rel=1e-14)
     for a, p in zip(grads, model.parameters()):
         assert torch.allclose(a, p.grad, rtol=1e-12, atol=1e-15)
     # and the batch loss is the mean of the per-name losses, each the original's
     # per-name mean
-    alone = [
-        train.names_loss(model, *batching.names_batch(data, i, 1)).item()
-        for i in range(5)
-    ]
+    alone = [names_loss(model, *names_batch(data, i, 1)).item() for i in range(5)]
     assert loss.item() == pytest.approx(sum(alone) / 5, rel=1e-13)
 
 
@@ -113,17 +117,17 @@ def test_batch_1_loss_is_the_scalar_engines_per_name_loss():
     config = GPTConfig(27, block_size=8)
     weights = scalar.init_weights(config, random.Random(1), std=0.3)
     model = gpt_from_scalar(config, weights, dtype=torch.float64)
-    data = batching.encode_names(DOCS, TOK, block_size=8).to("cpu", torch.float64)
+    data = encode_names(DOCS, TOK, block_size=8).to("cpu", torch.float64)
     s_model = scalar.ScalarGPT(config, weights, fused=True)
     for i, doc in enumerate(DOCS):
         expected = scalar.doc_loss(s_model, TOK.wrap(doc)).data
-        assert train.names_loss(
-            model, *batching.names_batch(data, i, 1)
-        ).item() == pytest.approx(expected, rel=1e-13)
+        assert names_loss(model, *names_batch(data, i, 1)).item() == pytest.approx(
+            expected, rel=1e-13
+        )
 
 
 def test_linear_decay_is_the_originals():
-    assert [schedules.linear_decay(s, 4, 0.01) for s in range(4)] == [
+    assert [linear_decay(s, 4, 0.01) for s in range(4)] == [
         0.01 * (1 - s / 4) for s in range(4)
     ]
 
@@ -135,9 +139,7 @@ def test_float64_batch_1_training_retraces_the_scalar_engine(shuffled):
     s_model = scalar.ScalarGPT(config, weights, fused=True)
     s_losses = scalar.train(s_model, [tok.wrap(d) for d in docs[:steps]], steps)
     model = gpt_from_scalar(config, weights, dtype=torch.float64)
-    result = train.train_names(
-        model, batching.encode_names(docs[:steps], tok, 16), steps
-    )
+    result = train_names(model, encode_names(docs[:steps], tok, 16), steps)
     assert result.losses == pytest.approx(s_losses, rel=1e-9, abs=0)
     assert result.tokens == sum(len(d) + 1 for d in docs[:steps])
     trained = scalar_weights(model)
@@ -152,9 +154,9 @@ def test_batched_training_lowers_the_loss(shuffled):
     torch.manual_seed(0)
     model = GPT(GPTConfig(tok.vocab_size))
     records = []
-    result = train.train_names(
+    result = train_names(
         model,
-        batching.encode_names(docs[:2000], tok, 16),
+        encode_names(docs[:2000], tok, 16),
         60,
         batch_size=32,
         on_step=records.append,
@@ -298,16 +300,16 @@ def test_chapter_7_training_loop_is_train_names(shuffled):
     )
     namespace = {
         "torch": torch,
-        "names_batch": batching.names_batch,
-        "batch_loss": train.names_loss,
+        "names_batch": names_batch,
+        "batch_loss": names_loss,
     }
     train_loop = notebook_function(book, "train_loop", namespace)
     docs, tok, _ = shuffled
     config, weights = seed42_weights(shuffled)
-    data = batching.encode_names(docs[:500], tok, 16)
+    data = encode_names(docs[:500], tok, 16)
     for batch_size in (1, 8):
         mine = train_loop(gpt_from_scalar(config, weights), data, 20, batch_size)
-        package = train.train_names(
+        package = train_names(
             gpt_from_scalar(config, weights), data, 20, batch_size
         ).losses
         assert mine == package
@@ -317,14 +319,14 @@ def test_names_step_returns_the_detached_loss_and_uses_the_flat_adam(shuffled):
     docs, tok, _ = shuffled
     config, weights = seed42_weights(shuffled)
     model = gpt_from_scalar(config, weights)
-    optimizer = train.make_names_optimizer(model)
+    optimizer = make_names_optimizer(model)
     assert type(optimizer) is FlatAdam and (optimizer.betas, optimizer.eps) == (
         (0.85, 0.99),
         1e-8,
     )
-    x, y, w = batching.names_batch(batching.encode_names(docs[:4], tok, 16), 0, 2)
-    before = train.names_loss(model, x, y, w).item()
-    loss = train.names_step(model, optimizer, x, y, w, 0.01)
+    x, y, w = names_batch(encode_names(docs[:4], tok, 16), 0, 2)
+    before = names_loss(model, x, y, w).item()
+    loss = names_step(model, optimizer, x, y, w, 0.01)
     assert (
         isinstance(loss, torch.Tensor)
         and not loss.requires_grad
@@ -338,15 +340,13 @@ def test_compiled_training_is_eager_training_with_adam_in_the_graph(shuffled):
     """
     docs, tok, _ = shuffled
     config, weights = seed42_weights(shuffled)
-    data = batching.encode_names(docs[:64], tok, 16)
+    data = encode_names(docs[:64], tok, 16)
     runs = []
     for compile in (False, True):
         model = gpt_from_scalar(config, weights, dtype=torch.float64)
         runs.append(
             (
-                train.train_names(
-                    model, data, 20, batch_size=4, compile=compile
-                ).losses,
+                train_names(model, data, 20, batch_size=4, compile=compile).losses,
                 model,
             )
         )

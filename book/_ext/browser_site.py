@@ -64,11 +64,9 @@ MODULES = (
     "__init__",
     "autograd",
     "cli",
-    "commands",
     "config",
     "data",
     "scalar",
-    "tokenizer",
 )
 PAGE_FILES = ("page.js", "worker.js")
 SPEED = Path("book/results/browser_speed.json")

@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 
 import microgpt.model as model_module
-from microgpt import precision, train
-from microgpt.batching import get_batch
+from microgpt import train
 from microgpt.bench import machine
 from microgpt.config import TrainConfig
+from microgpt.device import grad_scaler
 from microgpt.ladders import shakespeare_setup
 from microgpt.model import GPT, bf16_attention, sdpa_attention
+from microgpt.text import get_batch
 from microgpt.timing import cpu_seconds, other_load
 
 OUT = Path(__file__).with_name("perf_candidates.json")
@@ -121,7 +122,7 @@ def make_step(name, batches, config, batch_size):
     optimizer = train.make_text_optimizer(model, run, torch.device("cpu"))
     forward = torch.compile(model) if compile else model
     device = torch.device("cpu")
-    scaler = precision.grad_scaler(device, dtype)
+    scaler = grad_scaler(device, dtype)
 
     def step(i: int) -> None:
         model_module.rmsnorm = rmsnorm_of(norm)

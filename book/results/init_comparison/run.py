@@ -20,12 +20,11 @@ from pathlib import Path
 
 import torch
 
-from microgpt.batching import batches_per_epoch, get_batch, split_text
 from microgpt.config import EPOCHS, GPTConfig, TrainConfig
 from microgpt.data import load_shakespeare
 from microgpt.model import GPT
-from microgpt.schedules import warmup_cosine
-from microgpt.train import lm_loss
+from microgpt.text import batches_per_epoch, get_batch, split_text
+from microgpt.train import lm_loss, warmup_cosine
 
 # each run file holds the steps it has done so far
 STEPS, SEEDS, THREADS = (

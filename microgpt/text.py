@@ -1,9 +1,10 @@
-"""Batching: the names as padded rows in the original's order, and the text as shuffled
-blocks by epoch.
+"""Chapter 9: tiny-shakespeare as training data: one long text, split once, cut into
+blocks.
 
-Both datasets are encoded once, before training; a batch is then a pure function of the
-step number (and, for the text, the seed), so a resumed run sees exactly the batches it
-would have seen.
+The text is encoded once. Each epoch cuts the training ids into blocks from a random
+offset and shuffles their order, both drawn from the seed, so a batch is a pure function
+of the step and the seed and a resumed run sees exactly the batches it would have seen.
+Validation reads every held-out block, in order.
 """
 
 from __future__ import annotations
@@ -13,81 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from microgpt.data import DataError
-from microgpt.tokenizer import CharTokenizer
-
-# --- names: one padded row per name ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NamesData:
-    """Every name encoded once and right-padded: inputs, targets, loss weights (0 on
-    padding), lengths.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    weight: torch.Tensor
-    lengths: list[int]
-
-    def to(
-        self, device: torch.device | str, dtype: torch.dtype = torch.float32
-    ) -> NamesData:
-        """The same data on ``device``, weights in the model's ``dtype`` (moved once,
-        before training).
-        """
-        return NamesData(
-            self.x.to(device),
-            self.y.to(device),
-            self.weight.to(device, dtype),
-            self.lengths,
-        )
-
-
-def encode_names(
-    docs: list[str], tokenizer: CharTokenizer, block_size: int
-) -> NamesData:
-    """Wrap each name in BOS, cut it to the block, pad with BOS; weight ``1/n`` on its
-    ``n`` real positions.
-    """
-    rows = [tokenizer.wrap(doc)[: block_size + 1] for doc in docs]
-    lengths = [len(row) - 1 for row in rows]
-    padded = torch.tensor(
-        [row + [tokenizer.bos] * (block_size + 1 - len(row)) for row in rows]
-    )
-    real = torch.arange(block_size) < torch.tensor(lengths)[:, None]
-    # exact 1/n, rounded once by .to()
-    weight = real / torch.tensor(lengths, dtype=torch.float64)[:, None]
-    return NamesData(padded[:, :-1], padded[:, 1:], weight, lengths)
-
-
-def names_batch(
-    data: NamesData, step: int, batch_size: int, pad_to_block: bool = False
-):
-    """Step ``step``'s (x, y, weight): names ``step * batch_size + j`` (mod N), cut to
-    the longest of them.
-    """
-    n = len(data.lengths)
-    start = step * batch_size % n
-    rows = [(start + j) % n for j in range(batch_size)]
-    T = data.x.shape[1] if pad_to_block else max(data.lengths[i] for i in rows)
-    if start + batch_size <= n:  # the usual case: a contiguous slice is a view, no copy
-        return (
-            data.x[start : start + batch_size, :T],
-            data.y[start : start + batch_size, :T],
-            data.weight[start : start + batch_size, :T],
-        )
-    index = torch.tensor(rows, device=data.x.device)
-    return data.x[index, :T], data.y[index, :T], data.weight[index, :T]
-
-
-def names_tokens(data: NamesData, step: int, batch_size: int) -> int:
-    """How many positions step ``step``'s names train on (padding not counted)."""
-    n = len(data.lengths)
-    return sum(data.lengths[(step * batch_size + j) % n] for j in range(batch_size))
-
-
-# --- text: one long string, cut into blocks -------------------------------------------
+from microgpt.data import CharTokenizer, DataError
 
 
 @dataclass(frozen=True)

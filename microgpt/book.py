@@ -1,12 +1,27 @@
-"""The book's running figure: the whole pipeline, from text to sampled text, with a
-chapter's part lit.
+"""What serves the book rather than the model: its running figure and its recorded
+results.
 
-Every chapter opens with ``pipeline(...)``, so a reader always sees where its piece
-sits. matplotlib is imported when a figure is drawn, not with the module: the command
-line and Part I's pure-Python modules never need it.
+Every chapter opens with ``pipeline(...)``: the whole pipeline, from text to sampled
+text, with the chapter's part lit. matplotlib is imported when a figure is drawn, not
+with the module: the command line and Part I's pure-Python modules never need it.
+
+Recorded results (benchmarks, the full training run, the sweep) sit next to the
+notebook, in the cache, or are downloaded once: a chapter opened alone (on Colab, or
+copied out of the repository) has no ``results/`` folder beside it, so
+:func:`results_file` fetches the file from the repository once and keeps it in the
+cache. ``MICROGPT_RESULTS_URL`` replaces the repository's address (a mirror, or a
+local server in tests).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from microgpt.data import DataError, cache_dir, download
+
+# --- the pipeline figure --------------------------------------------------------------
+
 
 # : The stages as (key, label): the main row left to right, then the generation branch
 # below ``lm_head``.
@@ -153,3 +168,62 @@ def bracket(ax, first: str, last: str, y: float, label: str) -> None:
         fontsize=8,
         color=EDGE,
     )
+
+
+# --- recorded results -----------------------------------------------------------------
+
+
+REPOSITORY = "https://github.com/microgpt-book/microgpt"
+BRANCH = "main"
+
+
+class ResultsError(DataError):
+    """A recorded result could not be found here, in the cache, or downloaded."""
+
+
+def results_url() -> str:
+    """Where the recorded results are served: ``$MICROGPT_RESULTS_URL``, else the
+    repository's ``book/results``.
+    """
+    raw = REPOSITORY.replace(
+        "https://github.com/", "https://raw.githubusercontent.com/"
+    )
+    return os.environ.get("MICROGPT_RESULTS_URL") or f"{raw}/{BRANCH}/book/results"
+
+
+def results_file(name: str, missing_ok: bool = False) -> Path | None:
+    """Path to the recorded result ``name`` (such as ``"bench_cpu.json"``): ./results/,
+    else the cache, else fetched.
+
+    With ``missing_ok`` a result that was never recorded gives None: absent from a
+    ./results folder beside the notebook, or, with no such folder, absent from the
+    server (HTTP 404).
+    """
+    parts = PurePosixPath(name).parts
+    if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
+        raise ResultsError(
+            f"{name!r} is not the name of a recorded result (such as 'bench_cpu.json')"
+        )
+    local = Path("results", *parts)
+    if local.is_file():
+        return local.resolve()
+    if missing_ok and Path("results").is_dir():
+        return None
+    cached = cache_dir() / "results" / Path(*parts)
+    if cached.is_file():
+        return cached
+    url = f"{results_url().rstrip('/')}/{name}"
+    try:
+        download(
+            url,
+            cached,
+            fix="run the notebook from the repository's book/ folder, "
+            "where results/ holds it",
+        )
+    except DataError as err:
+        if missing_ok and err.status == 404:
+            return None
+        raise ResultsError(
+            f"recorded result {name} is not in ./results or {cached.parent}: {err}"
+        ) from None
+    return cached

@@ -1,5 +1,5 @@
-"""The commands that run on PyTorch: names on tensors, Shakespeare (fresh or resumed),
-samples from a checkpoint.
+"""The commands of :mod:`microgpt.cli` that run on PyTorch: names on tensors,
+Shakespeare (fresh or resumed), samples from a checkpoint.
 
 Each takes the parsed flags, checks what it can before any work, and raises
 :class:`CLIError` for a mistake; the command line in :mod:`microgpt.cli` prints it as
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-from microgpt import batching, distributed, memory, precision, scalar, train
+from microgpt import distributed, scalar, train
 from microgpt.checkpoint import (
     load_checkpoint,
     model_from,
     save_checkpoint,
     tokenizer_from,
 )
-from microgpt.commands import (
+from microgpt.cli import (
     SMALL_WORK_THREADS,
     CLIError,
     check_out,
@@ -40,9 +40,17 @@ from microgpt.commands import (
 )
 from microgpt.config import TrainConfig
 from microgpt.data import load_shakespeare
-from microgpt.device import pick_device
-from microgpt.port import gpt_from_scalar
+from microgpt.device import (
+    check_fits,
+    dtype_warning,
+    param_count,
+    pick_device,
+    set_matmul_precision,
+)
+from microgpt.model import gpt_from_scalar
+from microgpt.names import encode_names, train_names
 from microgpt.sample import generate, sample_docs
+from microgpt.text import split_text
 
 
 @contextlib.contextmanager
@@ -97,7 +105,7 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
             "is a prototype); run without it"
         )
     rng, tok, config = start_names(args, docs)
-    memory.check_fits(config, args.batch_size, device)
+    check_fits(config, args.batch_size, device)
     # the scalar engine's initial weights, exactly
     weights = scalar.init_weights(config, rng)
     model = gpt_from_scalar(
@@ -115,8 +123,8 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
             if log:
                 log.write(json.dumps(record) + "\n")
 
-        data = batching.encode_names(docs, tok, config.block_size)
-        result = train.train_names(
+        data = encode_names(docs, tok, config.block_size)
+        result = train_names(
             model,
             data,
             args.steps,
@@ -179,7 +187,7 @@ def run_shakespeare(args: argparse.Namespace) -> None:
     data_sha256 = hashlib.sha256(text.encode()).hexdigest()
     device = distributed.device_for_rank(pick_device(args.device))
     splits, ckpt_path, world = (
-        batching.split_text(text),
+        split_text(text),
         Path(args.out) / "ckpt.pt",
         distributed.world_size(),
     )
@@ -202,9 +210,9 @@ def run_shakespeare(args: argparse.Namespace) -> None:
     run = dataclasses.replace(run, data_sha256=data_sha256)
     run = train.resolved(run, len(splits.train), device)
     config = run.model(splits.tokenizer.vocab_size)
-    if note := precision.warning(run.dtype, device):
+    if note := dtype_warning(run.dtype, device):
         print(f"microgpt: warning: {note}", file=sys.stderr)
-    precision.set_matmul_precision(device, run.dtype)
+    set_matmul_precision(device, run.dtype)
     if run.batch_size % (world * run.grad_accum):
         parts = [f"{world} processes"] * (world > 1) + [
             f"{run.grad_accum} micro-batches"
@@ -213,7 +221,7 @@ def run_shakespeare(args: argparse.Namespace) -> None:
             f"--batch-size {run.batch_size} does not split evenly across "
             f"{' x '.join(parts)}; use a multiple of {world * run.grad_accum}"
         )
-    memory.check_fits(config, run.batch_size // (world * run.grad_accum), device)
+    check_fits(config, run.batch_size // (world * run.grad_accum), device)
     if distributed.is_main():
         make_out(Path(args.out))
     print(
@@ -221,7 +229,7 @@ def run_shakespeare(args: argparse.Namespace) -> None:
         f"characters, vocab size {splits.tokenizer.vocab_size}"
     )
     print(
-        f"model: {memory.param_count(config):,} parameters, {config}, "
+        f"model: {param_count(config):,} parameters, {config}, "
         f"device {device}, dtype {run.dtype}"
     )
     print(
