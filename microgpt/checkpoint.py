@@ -254,6 +254,11 @@ def model_from(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> GPT:
 # --- resuming a run -------------------------------------------------------------------
 
 
+def resumable(ckpt: dict[str, Any]) -> bool:
+    """Whether ``ckpt`` can be resumed: a text run's, saved with its optimizer."""
+    return ckpt["dataset"] == "shakespeare" and bool(ckpt.get("optimizer"))
+
+
 def check_resumable(
     ckpt: dict[str, Any],
     run: dict[str, Any],
@@ -263,7 +268,7 @@ def check_resumable(
     """A checkpoint may be resumed only by the same run (``run``: the model's shape and
     the run's settings, as a dict) on the same text.
     """
-    if ckpt["dataset"] != "shakespeare" or not ckpt.get("optimizer"):
+    if not resumable(ckpt):
         raise CheckpointError(f"{path} is not a resumable text-training checkpoint")
     if ckpt["chars"] != tokenizer.chars or ckpt["run"].get("data_sha256") != run.get(
         "data_sha256"

@@ -25,6 +25,7 @@ from microgpt import distributed, scalar, train
 from microgpt.checkpoint import (
     load_checkpoint,
     model_from,
+    resumable,
     save_checkpoint,
     tokenizer_from,
 )
@@ -152,7 +153,7 @@ def resumed_settings(
     args: argparse.Namespace, resume: dict, train_chars: int, device: torch.device
 ) -> TrainConfig:
     """The run that wrote the checkpoint; a flag that contradicts it is an error."""
-    if resume["dataset"] != "shakespeare" or not resume.get("optimizer"):
+    if not resumable(resume):
         raise CLIError(f"{args.out}/ckpt.pt is not a resumable Shakespeare checkpoint")
     saved, given = TrainConfig.from_checkpoint(resume), given_settings(args)
     asked = train.resolved(dataclasses.replace(saved, **given), train_chars, device)
