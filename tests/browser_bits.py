@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "book" / "_ext"))
 import browser_site  # noqa: E402  (the pinned Pyodide and the modules the page loads)
 
+from microgpt import data  # noqa: E402
+
 # tests/ is on sys.path when this file runs as a script
 import musl_libm  # noqa: E402
 from browser_speed import machine  # noqa: E402
-
-from microgpt import data  # noqa: E402
 
 TRACE = Path(__file__).with_name("bits_trace.py")
 RUNNER = Path(__file__).with_name("pyodide_run.mjs")

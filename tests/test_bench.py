@@ -4,7 +4,6 @@ tested).
 
 import json
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +13,8 @@ from microgpt.config import GPTConfig, TrainConfig
 from microgpt.device import resolve_dtype
 from microgpt.model import GPT
 from microgpt.text import get_batch
+
+from helpers import run_microgpt
 
 NAMES = [
     "scalar (atomic Values)",
@@ -27,9 +28,8 @@ BF16 = resolve_dtype("auto", torch.device("cpu")) == "bfloat16"
 
 
 def bench_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt.bench", *args], capture_output=True, text=True
-    )
+    """``python -m microgpt.bench ARGS`` as a user runs it."""
+    return run_microgpt(*args, module="microgpt.bench")
 
 
 @pytest.fixture(scope="module")

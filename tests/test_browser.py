@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "book" / "_ext"))
 # the book's Sphinx extension: the pinned Pyodide and what it copies
 import browser_site  # noqa: E402
+
 import musl_libm  # noqa: E402  (tests/musl_libm.py: musl's math functions, to preload)
 
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())

@@ -10,9 +10,10 @@ FMA code paths it switches off (it skips on any other system).
 import json
 import shutil
 
+import pytest
+
 import browser_bits
 import musl_libm
-import pytest
 from test_browser import cli_output, missing, musl_library  # noqa: F401  (a fixture)
 
 REQUEST = {"seed": 42, "steps": 20}

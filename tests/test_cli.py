@@ -13,12 +13,7 @@ import pytest
 from microgpt import __version__, cli
 from microgpt.cli import step_printer
 
-
-def run(*args: str, **kw) -> subprocess.CompletedProcess:
-    """Run ``python -m microgpt`` like a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", *args], capture_output=True, text=True, **kw
-    )
+from helpers import run_microgpt
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix=()):
@@ -41,18 +36,18 @@ def test_every_command_has_help(capsys):
 
 
 def test_version_and_module_entry_point():
-    result = run("--version")
+    result = run_microgpt("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"microgpt {__version__}"
 
 
 def test_bad_flag_is_a_usage_error():
-    result = run("train", "names", "--steps", "0")
+    result = run_microgpt("train", "names", "--steps", "0")
     assert result.returncode == 2
     assert "--steps: must be >= 1, got 0" in result.stderr
 
 
 def test_runtime_error_is_one_line(tmp_path):
-    result = run("train", "names", "--data", str(tmp_path / "absent.txt"))
+    result = run_microgpt("train", "names", "--data", str(tmp_path / "absent.txt"))
     assert result.returncode == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -62,7 +57,7 @@ def test_runtime_error_is_one_line(tmp_path):
 
 
 def test_bad_model_shape_is_one_line(data_dir):
-    result = run("train", "names", "--engine", "scalar", "--n-embd", "15")
+    result = run_microgpt("train", "names", "--engine", "scalar", "--n-embd", "15")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "microgpt: error: n_embd (15) must be divisible by n_head (4) "
@@ -447,6 +442,6 @@ def test_the_readme_command_on_its_default_thread_ends_at_the_originals_loss(dat
     """``microgpt train names`` as the README runs it: torch engine, one thread, the
     original's last loss.
     """
-    result = run("train", "names")
+    result = run_microgpt("train", "names")
     assert result.returncode == 0, result.stderr
     assert "step 1000 / 1000 | loss 2.6497" in result.stdout.splitlines()

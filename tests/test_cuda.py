@@ -12,7 +12,6 @@ agree to 1e-3, and whether they are bit-identical anyway is printed.
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -23,6 +22,8 @@ from microgpt.config import TrainConfig
 from microgpt.device import cuda_auto, emulated, resolve_dtype
 from microgpt.text import split_text
 
+from helpers import run_microgpt
+
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU"
 )
@@ -32,13 +33,7 @@ DTYPES = ["bfloat16", "float16", "float32"]
 
 def microgpt(*args: str) -> subprocess.CompletedProcess:
     """The command line as a user runs it, on the GPU."""
-    env = {**os.environ, "MICROGPT_DEVICE": "cuda"}
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    return run_microgpt(*args, env={**os.environ, "MICROGPT_DEVICE": "cuda"})
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from microgpt import cli, train
 from microgpt.checkpoint import load_checkpoint
-from microgpt.config import GPTConfig, TrainConfig
+from microgpt.config import GPTConfig
 from microgpt.device import (
     PrecisionError,
     attention_for,
@@ -26,6 +26,8 @@ from microgpt.device import (
 )
 from microgpt.model import GPT, bf16_attention, causal_mask
 from microgpt.text import get_batch, split_text
+
+from helpers import tiny_run
 
 CUDA, CPU, MPS = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
 
@@ -208,14 +210,6 @@ def test_float16_step_unscales_before_clipping(splits):
     assert abs(norm.item() - true_norm) < 0.05 * true_norm
     assert scaler.get_scale() == 65536.0  # no overflow, so the scale stays
     assert all(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
-
-
-def tiny_run(**settings) -> TrainConfig:
-    """A run of the 1-layer, 16-wide test model, in float32 unless ``settings`` say
-    otherwise (so it trains the same on a CPU with bfloat16 instructions).
-    """
-    shape = {"block_size": 16, "n_layer": 1, "n_embd": 16, "n_head": 2}
-    return TrainConfig(**{**shape, "dtype": "float32", **settings})
 
 
 def test_float16_resume_is_exact_with_the_scaler_checkpointed(

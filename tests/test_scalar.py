@@ -6,13 +6,14 @@ import math
 import os
 import random
 import subprocess
-import sys
 
 import pytest
 
 from microgpt import scalar
 from microgpt.config import GPTConfig
 from microgpt.data import CharTokenizer, load_names
+
+from helpers import run_microgpt
 
 CONFIG = GPTConfig(vocab_size=27)
 ORIGINAL_SAMPLES = [
@@ -198,14 +199,9 @@ def test_bad_inputs_raise():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``microgpt train names ARGS``, with Python's string hashing fixed."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", "train", "names", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    return run_microgpt("train", "names", *args, env=env, timeout=600)
 
 
 def test_cli_short_run_prints_the_originals_format(data_dir):

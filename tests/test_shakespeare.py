@@ -33,28 +33,12 @@ from microgpt.text import (
 )
 from microgpt.train import warmup_cosine
 
+from helpers import run_microgpt, tiny_run
+
 TINY = (
     "--batch-size 4 --block-size 16 --n-embd 16 --n-head 2 --n-layer 1"
     " --dtype float32 --device cpu --quiet"
 ).split()
-
-
-def run(*args, **kw) -> subprocess.CompletedProcess:
-    """``python -m microgpt`` as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "microgpt", *map(str, args)],
-        capture_output=True,
-        text=True,
-        **kw,
-    )
-
-
-def tiny_run(**settings) -> TrainConfig:
-    """A run of the 1-layer, 16-wide test model, in float32 unless ``settings`` say
-    otherwise (so it trains the same on a CPU with bfloat16 instructions).
-    """
-    shape = {"block_size": 16, "n_layer": 1, "n_embd": 16, "n_head": 2}
-    return TrainConfig(**{**shape, "dtype": "float32", **settings})
 
 
 def metrics(folder):
@@ -204,7 +188,7 @@ def test_warmup_then_cosine_to_near_zero():
 
 
 def test_train_writes_metrics_checkpoint_and_summary(tmp_path, small):
-    result = run(
+    result = run_microgpt(
         "train",
         "shakespeare",
         "--data",
@@ -245,7 +229,7 @@ def test_sigkill_then_resume_gives_bit_identical_losses(tmp_path, small):
         10,
         *TINY,
     ]
-    assert run(*args, "--out", tmp_path / "whole").returncode == 0
+    assert run_microgpt(*args, "--out", tmp_path / "whole").returncode == 0
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "microgpt", *map(str, args), "--out", str(killed)],
@@ -258,7 +242,7 @@ def test_sigkill_then_resume_gives_bit_identical_losses(tmp_path, small):
     assert proc.wait() == -signal.SIGKILL
     step = load_checkpoint(killed / "ckpt.pt")["step"]
     assert 0 < step < 200
-    resumed = run(
+    resumed = run_microgpt(
         "train",
         "shakespeare",
         "--data",
@@ -312,7 +296,7 @@ def trained(tmp_path_factory, small):
     """A finished 20-step run on the small text."""
     folder = tmp_path_factory.mktemp("runs")
     assert (
-        run(
+        run_microgpt(
             "train",
             "shakespeare",
             "--data",
@@ -443,9 +427,9 @@ def test_text_samples_run_to_max_chars_and_follow_the_seed(trained):
         2,
     ]
     first, again, other = (
-        run(*args),
-        run(*args),
-        run(*args, "--seed", 7),
+        run_microgpt(*args),
+        run_microgpt(*args),
+        run_microgpt(*args, "--seed", 7),
     )
     texts = samples_of(first.stdout)
     assert len(texts) == 2 and all(
@@ -460,7 +444,7 @@ def test_text_samples_never_stop_at_bos(trained, tmp_path):
         "lm_head.weight"
     ].zero_()  # uniform predictions: BOS would come up about once in 36
     torch.save(ckpt, tmp_path / "uniform.pt")
-    result = run(
+    result = run_microgpt(
         "sample",
         "--checkpoint",
         tmp_path / "uniform.pt",
@@ -487,7 +471,7 @@ def test_prompt_outside_the_vocabulary(trained, capsys):
 
 
 def test_names_checkpoint_samples_names(tmp_path, data_dir):
-    trained = run(
+    trained = run_microgpt(
         "train",
         "names",
         "--engine",
@@ -500,7 +484,7 @@ def test_names_checkpoint_samples_names(tmp_path, data_dir):
         tmp_path,
     )
     assert trained.returncode == 0, trained.stderr
-    result = run(
+    result = run_microgpt(
         "sample",
         "--checkpoint",
         tmp_path / "ckpt.pt",
@@ -721,7 +705,7 @@ def test_gradient_accumulation_needs_equal_micro_batches(text):
 
 
 def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):
-    result = run(
+    result = run_microgpt(
         "train",
         "shakespeare",
         "--data",
@@ -825,8 +809,8 @@ def test_best_checkpoint_follows_the_validation_loss(trained):
 
 def test_dropout_flag_reaches_the_model(small, tmp_path):
     args = ["train", "shakespeare", "--data", small, "--steps", 5, *TINY]
-    assert run(*args, "--out", tmp_path / "d0").returncode == 0
-    result = run(*args, "--out", tmp_path / "d1", "--dropout", 0.2)
+    assert run_microgpt(*args, "--out", tmp_path / "d0").returncode == 0
+    result = run_microgpt(*args, "--out", tmp_path / "d1", "--dropout", 0.2)
     assert result.returncode == 0, result.stderr
     assert load_checkpoint(tmp_path / "d1" / "ckpt.pt")["run"]["dropout"] == 0.2
     assert metrics(tmp_path / "d1")[0]["loss"] != metrics(tmp_path / "d0")[0]["loss"]
