@@ -132,19 +132,6 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["ckpt.pt"]
 
 
-def test_write_goes_through_a_renamed_temp_file(tmp_path, monkeypatch):
-    seen = []
-    real_replace = os.replace
-    monkeypatch.setattr(
-        os,
-        "replace",
-        lambda src, dst: (seen.append((src, dst)), real_replace(src, dst)),
-    )
-    write(tmp_path / "ckpt.pt")
-    ((src, dst),) = seen
-    assert os.path.dirname(src) == str(tmp_path) and dst == tmp_path / "ckpt.pt"
-
-
 def test_checkpoint_gets_an_ordinary_files_permissions(tmp_path):
     write(tmp_path / "ckpt.pt")
     (tmp_path / "plain.txt").write_text("x")
