@@ -316,6 +316,107 @@ def add_model_flags(
     )
 
 
+def add_names_parser(datasets) -> None:
+    """``microgpt train names`` and its flags: the original's settings by default."""
+    names = datasets.add_parser(
+        "names",
+        help="the original microgpt: 32K names, 4,192 parameters",
+        description="Train the original microgpt on names and print samples. "
+        "Defaults are the original's.",
+    )
+    names.add_argument(
+        "--engine",
+        choices=["torch", "scalar", "scalar-fused"],
+        default="torch",
+        help="torch: batched PyTorch; scalar: the original's pure-Python engine; "
+        "scalar-fused: the same maths, one node per dot product "
+        "(default %(default)s)",
+    )
+    names.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        help="names per step, torch engine only (default %(default)s, the original's)",
+    )
+    names.add_argument(
+        "--device",
+        help="torch engine: auto, cpu, cuda, cuda:N or mps "
+        "(default: $MICROGPT_DEVICE or auto)",
+    )
+    names.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="torch engine precision (default %(default)s)",
+    )
+    names.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch engine: torch.compile the model and loss (the first step "
+        "compiles for seconds; faster steps after that, so it pays on long runs "
+        "only)",
+    )
+    names.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help=f"torch engine: CPU threads (default {SMALL_WORK_THREADS}: "
+        f"16-wide matrices are {SMALL_WORK})",
+    )
+    names.add_argument(
+        "--out",
+        metavar="DIR",
+        help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt",
+    )
+    names.add_argument(
+        "--steps",
+        type=positive_int,
+        default=1000,
+        help="training steps (default %(default)s)",
+    )
+    names.add_argument(
+        "--lr",
+        type=positive_float,
+        default=0.01,
+        help="peak learning rate (default %(default)s)",
+    )
+    names.add_argument(
+        "--seed", type=int, default=42, help="random seed (default %(default)s)"
+    )
+    add_model_flags(names, block=16, embd=16, head=4, layer=1)
+    names.add_argument(
+        "--num-samples",
+        type=int,
+        default=20,
+        help="names to sample (default %(default)s)",
+    )
+    names.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=0.5,
+        help="sampling temperature (default %(default)s)",
+    )
+    names.add_argument(
+        "--data",
+        metavar="FILE",
+        help="your own file, one document a line (no checksum)",
+    )
+    names.add_argument(
+        "--log-every",
+        type=positive_int,
+        default=100,
+        help="when output is not a terminal, print a step line this often "
+        "(default %(default)s)",
+    )
+    names.add_argument(
+        "--exact-loss",
+        action="store_true",
+        help="print each step's loss with every digit (its repr), to compare two "
+        "runs bit for bit",
+    )
+    names.set_defaults(run=cmd_train_names)
+
+
 # the defaults `microgpt train shakespeare --help` shows
 DEFAULTS = TrainConfig()
 
@@ -530,103 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     datasets = train.add_subparsers(dest="dataset", required=True, metavar="DATASET")
 
-    names = datasets.add_parser(
-        "names",
-        help="the original microgpt: 32K names, 4,192 parameters",
-        description="Train the original microgpt on names and print samples. "
-        "Defaults are the original's.",
-    )
-    names.add_argument(
-        "--engine",
-        choices=["torch", "scalar", "scalar-fused"],
-        default="torch",
-        help="torch: batched PyTorch; scalar: the original's pure-Python engine; "
-        "scalar-fused: the same maths, one node per dot product "
-        "(default %(default)s)",
-    )
-    names.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=1,
-        help="names per step, torch engine only (default %(default)s, the original's)",
-    )
-    names.add_argument(
-        "--device",
-        help="torch engine: auto, cpu, cuda, cuda:N or mps "
-        "(default: $MICROGPT_DEVICE or auto)",
-    )
-    names.add_argument(
-        "--dtype",
-        choices=["float32", "float64"],
-        default="float32",
-        help="torch engine precision (default %(default)s)",
-    )
-    names.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch engine: torch.compile the model and loss (the first step "
-        "compiles for seconds; faster steps after that, so it pays on long runs "
-        "only)",
-    )
-    names.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="N",
-        help=f"torch engine: CPU threads (default {SMALL_WORK_THREADS}: "
-        f"16-wide matrices are {SMALL_WORK})",
-    )
-    names.add_argument(
-        "--out",
-        metavar="DIR",
-        help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt",
-    )
-    names.add_argument(
-        "--steps",
-        type=positive_int,
-        default=1000,
-        help="training steps (default %(default)s)",
-    )
-    names.add_argument(
-        "--lr",
-        type=positive_float,
-        default=0.01,
-        help="peak learning rate (default %(default)s)",
-    )
-    names.add_argument(
-        "--seed", type=int, default=42, help="random seed (default %(default)s)"
-    )
-    add_model_flags(names, block=16, embd=16, head=4, layer=1)
-    names.add_argument(
-        "--num-samples",
-        type=int,
-        default=20,
-        help="names to sample (default %(default)s)",
-    )
-    names.add_argument(
-        "--temperature",
-        type=positive_float,
-        default=0.5,
-        help="sampling temperature (default %(default)s)",
-    )
-    names.add_argument(
-        "--data",
-        metavar="FILE",
-        help="your own file, one document a line (no checksum)",
-    )
-    names.add_argument(
-        "--log-every",
-        type=positive_int,
-        default=100,
-        help="when output is not a terminal, print a step line this often "
-        "(default %(default)s)",
-    )
-    names.add_argument(
-        "--exact-loss",
-        action="store_true",
-        help="print each step's loss with every digit (its repr), to compare two "
-        "runs bit for bit",
-    )
-    names.set_defaults(run=cmd_train_names)
+    add_names_parser(datasets)
     add_shakespeare_parser(datasets)
     add_sample_parser(commands)
     commands.add_parser(
