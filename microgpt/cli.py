@@ -621,7 +621,12 @@ def add_sample_parser(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
-    parser = argparse.ArgumentParser(prog="microgpt", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="microgpt",
+        description="Train the original microgpt on names, or a larger GPT on "
+        "tiny-shakespeare; print samples from a checkpoint; report what this "
+        "machine offers.",
+    )
     parser.add_argument(
         "--version", action="version", version=f"microgpt {__version__}"
     )
