@@ -225,6 +225,30 @@ def start_text_run(
     return state
 
 
+def prepare_text_run(
+    splits: TextSplits,
+    run: TrainConfig,
+    out: Path,
+    device: torch.device,
+    resume: dict | None,
+) -> tuple[TrainConfig, list, TextRun]:
+    """The run with its defaults made concrete, the validation batches, and the model
+    and optimizer to start from (fresh, or ``resume``'s once it is checked to be the
+    same run); ``out`` is created, and its metrics cut back to the checkpoint's step.
+    """
+    run = resolved(run, len(splits.train), device)
+    if resume is not None:
+        run_dict = dataclasses.asdict(run)
+        check_resumable(resume, run_dict, splits.tokenizer, out / "ckpt.pt")
+    val = val_batches(splits.val, run.block_size, run.batch_size)
+    state = start_text_run(splits, run, device, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        # a killed run may have logged steps past its checkpoint
+        truncate_metrics(out / "metrics.jsonl", through=state.step)
+    return run, val, state
+
+
 def save_text_run(
     path: Path, state: TextRun, run: TrainConfig, splits: TextSplits, step: int
 ) -> None:
@@ -332,18 +356,9 @@ def train_text(
     loss also writes ``out/best.pt``. Under torchrun every rank calls this: each trains
     on its share of the batch, and rank 0 alone evaluates and writes files.
     """
-    # set up: numbers for the run's defaults, checked before anything is written
+    # set up: the run's defaults made concrete, checked before anything is written
     out, device, main = Path(out), torch.device(device), distributed.is_main()
-    run = resolved(run, len(splits.train), device)
-    if resume is not None:
-        run_dict = dataclasses.asdict(run)
-        check_resumable(resume, run_dict, splits.tokenizer, out / "ckpt.pt")
-    val = val_batches(splits.val, run.block_size, run.batch_size)
-    state = start_text_run(splits, run, device, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    if main:
-        # a killed run may have logged steps past its checkpoint
-        truncate_metrics(out / "metrics.jsonl", through=state.step)
+    run, val, state = prepare_text_run(splits, run, out, device, resume)
     start, val_loss = state.step, None
     state.model.train()
     # under torchrun: DDP, which averages the gradients of all ranks
@@ -399,10 +414,13 @@ def train_text(
             # checkpoint: best.pt on a better validation loss, ckpt.pt when due
             if main and evaluating and val_loss < state.best:
                 state.best = val_loss
-                model, tokenizer = state.model, splits.tokenizer
-                config = model.config
                 save_checkpoint(
-                    out / "best.pt", model, config, tokenizer, "shakespeare", step
+                    out / "best.pt",
+                    state.model,
+                    state.model.config,
+                    splits.tokenizer,
+                    "shakespeare",
+                    step,
                 )
             if main and saving:
                 save_text_run(out / "ckpt.pt", state, run, splits, step)
