@@ -153,18 +153,22 @@ def cuda_auto(major: int, minor: int) -> tuple[str, str]:
     return "float32", f"compute capability {major}.{minor} has no tensor cores"
 
 
+def cpu_auto(flags: set[str]) -> tuple[str, str]:
+    """What ``--dtype auto`` picks on a CPU with the instruction-set ``flags``, and
+    why.
+    """
+    found = sorted(flags & set(BF16_CPU_FLAGS))
+    if found:
+        return "bfloat16", f"the CPU has {' and '.join(found)}"
+    return "float32", "the CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)"
+
+
 def auto_dtype(device: torch.device) -> tuple[str, str]:
     """What ``--dtype auto`` picks on ``device``, and why."""
     if device.type == "cuda":
         return cuda_auto(*capability(device))
     if device.type == "cpu":
-        found = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
-        if found:
-            return "bfloat16", f"the CPU has {' and '.join(found)}"
-        return (
-            "float32",
-            "the CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)",
-        )
+        return cpu_auto(cpu_flags())
     return "float32", f"microgpt trains in float32 on {device.type}"
 
 
@@ -230,11 +234,22 @@ def grad_scaler(device: torch.device, dtype: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=dtype == "float16")
 
 
+def runs_tf32(major: int) -> bool:
+    """Whether a CUDA GPU of compute capability ``major``.x has TF32 tensor cores
+    (Ampere, 8.0, and newer).
+    """
+    return major >= 8
+
+
 def use_tf32(device: torch.device, dtype: str) -> bool:
     """Whether float32 matmuls should run as TF32: float32 chosen on an Ampere or newer
     GPU.
     """
-    return dtype == "float32" and device.type == "cuda" and capability(device)[0] >= 8
+    return (
+        dtype == "float32"
+        and device.type == "cuda"
+        and runs_tf32(capability(device)[0])
+    )
 
 
 def set_matmul_precision(device: torch.device, dtype: str) -> None:

@@ -16,11 +16,14 @@ from microgpt.device import (
     attention_for,
     auto_dtype,
     autocast,
+    cpu_auto,
     cpu_flags,
+    cuda_auto,
     dtype_warning,
     emulated,
     grad_scaler,
     resolve_dtype,
+    runs_tf32,
     set_matmul_precision,
     use_tf32,
 )
@@ -91,6 +94,16 @@ def test_auto_on_a_cpu_without_native_bfloat16(cpu_with):
     cpu_with("avx2", "avx512_f", "avx512_bw")
     assert resolve_dtype("auto", CPU) == "float32"
     assert "no bfloat16 instructions" in auto_dtype(CPU)[1]
+
+
+def test_the_rules_answer_for_hardware_this_machine_lacks():
+    assert cpu_auto({"avx2", "amx_bf16", "avx512_bf16"}) == (
+        "bfloat16",
+        "the CPU has amx_bf16 and avx512_bf16",
+    )
+    assert cpu_auto({"avx2", "avx512f"})[0] == "float32"
+    assert cuda_auto(7, 5)[0] == "float16" and cuda_auto(9, 0)[0] == "bfloat16"
+    assert [runs_tf32(major) for major in (6, 7, 8, 9)] == [False, False, True, True]
 
 
 def test_cpu_flags_fall_back_to_the_os_then_to_none(monkeypatch, tmp_path):
