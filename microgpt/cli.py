@@ -316,6 +316,89 @@ def add_model_flags(
     )
 
 
+def add_engine_flags(p: argparse.ArgumentParser) -> None:
+    """``microgpt train names``: which engine runs the model, and how the torch one
+    runs it.
+    """
+    p.add_argument(
+        "--engine",
+        choices=["torch", "scalar", "scalar-fused"],
+        default="torch",
+        help="torch: batched PyTorch; scalar: the original's pure-Python engine; "
+        "scalar-fused: the same maths, one node per dot product "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        help="names per step, torch engine only (default %(default)s, the original's)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="torch engine precision (default %(default)s)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch engine: torch.compile the model and loss (the first step "
+        "compiles for seconds; faster steps after that, so it pays on long runs "
+        "only)",
+    )
+
+
+def add_torch_machine_flags(p: argparse.ArgumentParser) -> None:
+    """``microgpt train names``: where the torch engine runs and what it writes."""
+    p.add_argument(
+        "--device",
+        help="torch engine: auto, cpu, cuda, cuda:N or mps "
+        "(default: $MICROGPT_DEVICE or auto)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help=f"torch engine: CPU threads (default {SMALL_WORK_THREADS}: "
+        f"16-wide matrices are {SMALL_WORK})",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt",
+    )
+
+
+def add_names_output_flags(p: argparse.ArgumentParser) -> None:
+    """``microgpt train names``: what it prints, the samples and the step lines."""
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=20,
+        help="names to sample (default %(default)s)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=0.5,
+        help="sampling temperature (default %(default)s)",
+    )
+    p.add_argument(
+        "--log-every",
+        type=positive_int,
+        default=100,
+        help="when output is not a terminal, print a step line this often "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--exact-loss",
+        action="store_true",
+        help="print each step's loss with every digit (its repr), to compare two "
+        "runs bit for bit",
+    )
+
+
 def add_names_parser(datasets) -> None:
     """``microgpt train names`` and its flags: the original's settings by default."""
     names = datasets.add_parser(
@@ -324,50 +407,8 @@ def add_names_parser(datasets) -> None:
         description="Train the original microgpt on names and print samples. "
         "Defaults are the original's.",
     )
-    names.add_argument(
-        "--engine",
-        choices=["torch", "scalar", "scalar-fused"],
-        default="torch",
-        help="torch: batched PyTorch; scalar: the original's pure-Python engine; "
-        "scalar-fused: the same maths, one node per dot product "
-        "(default %(default)s)",
-    )
-    names.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=1,
-        help="names per step, torch engine only (default %(default)s, the original's)",
-    )
-    names.add_argument(
-        "--device",
-        help="torch engine: auto, cpu, cuda, cuda:N or mps "
-        "(default: $MICROGPT_DEVICE or auto)",
-    )
-    names.add_argument(
-        "--dtype",
-        choices=["float32", "float64"],
-        default="float32",
-        help="torch engine precision (default %(default)s)",
-    )
-    names.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch engine: torch.compile the model and loss (the first step "
-        "compiles for seconds; faster steps after that, so it pays on long runs "
-        "only)",
-    )
-    names.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="N",
-        help=f"torch engine: CPU threads (default {SMALL_WORK_THREADS}: "
-        f"16-wide matrices are {SMALL_WORK})",
-    )
-    names.add_argument(
-        "--out",
-        metavar="DIR",
-        help="torch engine: write DIR/metrics.jsonl and DIR/ckpt.pt",
-    )
+    add_engine_flags(names)
+    add_torch_machine_flags(names)
     names.add_argument(
         "--steps",
         type=positive_int,
@@ -385,120 +426,56 @@ def add_names_parser(datasets) -> None:
     )
     add_model_flags(names, block=16, embd=16, head=4, layer=1)
     names.add_argument(
-        "--num-samples",
-        type=int,
-        default=20,
-        help="names to sample (default %(default)s)",
-    )
-    names.add_argument(
-        "--temperature",
-        type=positive_float,
-        default=0.5,
-        help="sampling temperature (default %(default)s)",
-    )
-    names.add_argument(
         "--data",
         metavar="FILE",
         help="your own file, one document a line (no checksum)",
     )
-    names.add_argument(
-        "--log-every",
-        type=positive_int,
-        default=100,
-        help="when output is not a terminal, print a step line this often "
-        "(default %(default)s)",
-    )
-    names.add_argument(
-        "--exact-loss",
-        action="store_true",
-        help="print each step's loss with every digit (its repr), to compare two "
-        "runs bit for bit",
-    )
+    add_names_output_flags(names)
     names.set_defaults(run=cmd_train_names)
 
 
 # the defaults `microgpt train shakespeare --help` shows
 DEFAULTS = TrainConfig()
 
+# The flags that set a field of TrainConfig, named after it (``given_settings`` reads
+# them back by name): flag, type, what the field is.
+RUN_FLAGS = (
+    ("--batch-size", positive_int, "blocks per step, all torchrun processes together"),
+    ("--block-size", positive_int, "context length"),
+    ("--n-embd", positive_int, "embedding width"),
+    ("--n-head", positive_int, "attention heads"),
+    ("--n-layer", positive_int, "transformer blocks"),
+    ("--lr", positive_float, "peak learning rate"),
+    (
+        "--warmup",
+        warmup_value,
+        "warmup: a number of steps (100) or a fraction of the run (0.05)",
+    ),
+    (
+        "--grad-accum",
+        positive_int,
+        "micro-batches per process and step, whose gradients add up before one "
+        "update: the same step in less memory",
+    ),
+    ("--dropout", dropout_rate, "fraction of activations zeroed while training"),
+    ("--seed", int, "random seed"),
+)
 
-def add_shakespeare_parser(datasets) -> None:
-    """``microgpt train shakespeare`` and its flags (None: not given, the default)."""
-    p = datasets.add_parser(
-        "shakespeare",
-        help="an 836K-parameter GPT on tiny-shakespeare",
-        description="Train a character-level GPT on tiny-shakespeare (last 10% held "
-        "out for validation), writing OUT/ckpt.pt and OUT/metrics.jsonl. With "
-        "--resume, settings come from the checkpoint. Under torchrun, each process "
-        "trains a replica on its share of every batch (data parallel).",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        metavar="DIR",
-        help="folder for ckpt.pt and metrics.jsonl",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run whose checkpoint is in --out",
-    )
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that override :class:`TrainConfig`, each help giving its default.
+
+    A flag not given is None, so a fresh run takes the default and a resumed one the
+    checkpoint's value.
+    """
     p.add_argument(
         "--steps",
         type=positive_int,
         help=f"training steps (default {EPOCHS} epochs)",
     )
-    p.add_argument(
-        "--batch-size",
-        type=positive_int,
-        help="blocks per step, all torchrun processes together "
-        f"(default {DEFAULTS.batch_size})",
-    )
-    p.add_argument(
-        "--block-size",
-        type=positive_int,
-        help=f"context length (default {DEFAULTS.block_size})",
-    )
-    p.add_argument(
-        "--n-embd",
-        type=positive_int,
-        help=f"embedding width (default {DEFAULTS.n_embd})",
-    )
-    p.add_argument(
-        "--n-head",
-        type=positive_int,
-        help=f"attention heads (default {DEFAULTS.n_head})",
-    )
-    p.add_argument(
-        "--n-layer",
-        type=positive_int,
-        help=f"transformer blocks (default {DEFAULTS.n_layer})",
-    )
-    p.add_argument(
-        "--lr",
-        type=positive_float,
-        help=f"peak learning rate (default {DEFAULTS.lr})",
-    )
-    p.add_argument(
-        "--warmup",
-        type=warmup_value,
-        help=f"warmup: a number of steps (100) or a fraction of the run (0.05) "
-        f"(default {DEFAULTS.warmup})",
-    )
-    p.add_argument(
-        "--grad-accum",
-        type=positive_int,
-        metavar="N",
-        help="split each process's share of a batch into N micro-batches whose "
-        "gradients add up before one update: the same step in less memory "
-        f"(default {DEFAULTS.grad_accum})",
-    )
-    p.add_argument(
-        "--dropout",
-        type=dropout_rate,
-        help="fraction of activations zeroed while training "
-        f"(default {DEFAULTS.dropout})",
-    )
-    p.add_argument("--seed", type=int, help=f"random seed (default {DEFAULTS.seed})")
+    for flag, kind, what in RUN_FLAGS:
+        default = getattr(DEFAULTS, flag[2:].replace("-", "_"))
+        p.add_argument(flag, type=kind, help=f"{what} (default {default})")
     p.add_argument(
         "--dtype",
         choices=["auto", "float32", "bfloat16", "float16"],
@@ -506,6 +483,12 @@ def add_shakespeare_parser(datasets) -> None:
         "float16 on older CUDA GPUs, else float32 "
         f"(default {DEFAULTS.dtype}; microgpt doctor says why)",
     )
+
+
+def add_interval_flags(p: argparse.ArgumentParser) -> None:
+    """How often a run evaluates, saves and logs: not part of the run, so a resume
+    may change them.
+    """
     p.add_argument(
         "--eval-interval",
         type=non_negative_int,
@@ -529,6 +512,31 @@ def add_shakespeare_parser(datasets) -> None:
         help="fetch losses from the device and write metrics.jsonl every N steps "
         "(one record per step; default %(default)s)",
     )
+
+
+def add_shakespeare_parser(datasets) -> None:
+    """``microgpt train shakespeare`` and its flags."""
+    p = datasets.add_parser(
+        "shakespeare",
+        help="an 836K-parameter GPT on tiny-shakespeare",
+        description="Train a character-level GPT on tiny-shakespeare (last 10% held "
+        "out for validation), writing OUT/ckpt.pt and OUT/metrics.jsonl. With "
+        "--resume, settings come from the checkpoint. Under torchrun, each process "
+        "trains a replica on its share of every batch (data parallel).",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for ckpt.pt and metrics.jsonl",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run whose checkpoint is in --out",
+    )
+    add_run_flags(p)
+    add_interval_flags(p)
     p.add_argument(
         "--device",
         help="auto, cpu, cuda, cuda:N or mps (default: $MICROGPT_DEVICE or auto)",

@@ -3,6 +3,7 @@ exit.
 """
 
 import argparse
+import dataclasses
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from microgpt import __version__, cli
 from microgpt.cli import step_printer
+from microgpt.config import TrainConfig
 
 from helpers import run_microgpt
 
@@ -436,6 +438,22 @@ def test_help_says_each_threads_default(command, default, capsys):
     with pytest.raises(SystemExit):
         cli.main([*command, "--help"])
     assert default in " ".join(capsys.readouterr().out.split())
+
+
+def test_shakespeare_help_shows_the_run_configs_defaults(capsys):
+    """Each flag that sets a field of ``TrainConfig`` is named after it, and its help
+    gives the field's default: the defaults are stated once, in the dataclass.
+    """
+    with pytest.raises(SystemExit):
+        cli.main(["train", "shakespeare", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    for flag, _, _ in cli.RUN_FLAGS:
+        name = flag[2:].replace("-", "_")
+        assert name in fields
+        default = getattr(TrainConfig(), name)
+        pattern = rf"{flag} \S+ (?:(?!--).)*\(default {re.escape(str(default))}\)"
+        assert re.search(pattern, help_text), flag
 
 
 def test_the_readme_command_on_its_default_thread_ends_at_the_originals_loss(data_dir):
