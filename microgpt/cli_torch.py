@@ -179,20 +179,16 @@ def train_shakespeare(args: argparse.Namespace) -> None:
         run_shakespeare(args)
 
 
-def run_shakespeare(args: argparse.Namespace) -> None:
-    """Load the text, settle the settings (fresh or from the checkpoint), train, and
-    report.
+def settle_run(
+    args: argparse.Namespace, text: str, train_chars: int, device: torch.device
+) -> tuple[TrainConfig, dict | None]:
+    """The run's settings and the checkpoint it resumes (None for a fresh run).
+
+    A fresh run is ``TrainConfig`` with the flags given; a resumed one is the run that
+    wrote ``--out``'s checkpoint. Either way it records the text's SHA-256, and its
+    defaults are made concrete for ``train_chars`` characters of it on ``device``.
     """
-    check_out(Path(args.out))
-    text = load_shakespeare(args.data)
-    data_sha256 = hashlib.sha256(text.encode()).hexdigest()
-    device = distributed.device_for_rank(pick_device(args.device))
-    splits, ckpt_path, world = (
-        split_text(text),
-        Path(args.out) / "ckpt.pt",
-        distributed.world_size(),
-    )
-    resume = None
+    ckpt_path, resume = Path(args.out) / "ckpt.pt", None
     if args.resume:
         if not ckpt_path.exists():
             raise CLIError(
@@ -200,7 +196,7 @@ def run_shakespeare(args: argparse.Namespace) -> None:
                 "run without --resume to start"
             )
         resume = load_checkpoint(ckpt_path)
-        run = resumed_settings(args, resume, len(splits.train), device)
+        run = resumed_settings(args, resume, train_chars, device)
     elif ckpt_path.exists():
         raise CLIError(
             f"{args.out} already holds a checkpoint; add --resume to continue it, "
@@ -208,23 +204,54 @@ def run_shakespeare(args: argparse.Namespace) -> None:
         )
     else:
         run = dataclasses.replace(TrainConfig(), **given_settings(args))
-    run = dataclasses.replace(run, data_sha256=data_sha256)
-    run = train.resolved(run, len(splits.train), device)
-    config = run.model(splits.tokenizer.vocab_size)
-    if note := dtype_warning(run.dtype, device):
-        print(f"microgpt: warning: {note}", file=sys.stderr)
-    set_matmul_precision(device, run.dtype)
+    sha256 = hashlib.sha256(text.encode()).hexdigest()
+    run = dataclasses.replace(run, data_sha256=sha256)
+    return train.resolved(run, train_chars, device), resume
+
+
+def check_batch_split(run: TrainConfig, world: int) -> None:
+    """Each step's batch must share out evenly over the processes and micro-batches."""
     if run.batch_size % (world * run.grad_accum):
-        parts = [f"{world} processes"] * (world > 1) + [
-            f"{run.grad_accum} micro-batches"
-        ] * (run.grad_accum > 1)
+        parts = [f"{world} processes"] if world > 1 else []
+        if run.grad_accum > 1:
+            parts.append(f"{run.grad_accum} micro-batches")
         raise CLIError(
             f"--batch-size {run.batch_size} does not split evenly across "
             f"{' x '.join(parts)}; use a multiple of {world * run.grad_accum}"
         )
+
+
+def run_line(run: TrainConfig, world: int, resume: dict | None) -> str:
+    """The line that says how long the run is and how each batch is shared out."""
+    line = f"run: {run.steps} steps of {run.batch_size} x {run.block_size} characters"
+    if world > 1:
+        line += f" ({world} processes, {run.batch_size // world} blocks each)"
+    if run.grad_accum > 1:
+        micro = run.batch_size // (world * run.grad_accum)
+        line += f" in {run.grad_accum} micro-batches of {micro}"
+    if resume:
+        line += f", resuming after step {resume['step']}"
+    return line
+
+
+def run_shakespeare(args: argparse.Namespace) -> None:
+    """Load the text, settle the settings (fresh or from the checkpoint), train, and
+    report.
+    """
+    out = Path(args.out)
+    check_out(out)
+    text = load_shakespeare(args.data)
+    splits, world = split_text(text), distributed.world_size()
+    device = distributed.device_for_rank(pick_device(args.device))
+    run, resume = settle_run(args, text, len(splits.train), device)
+    config = run.model(splits.tokenizer.vocab_size)
+    if note := dtype_warning(run.dtype, device):
+        print(f"microgpt: warning: {note}", file=sys.stderr)
+    set_matmul_precision(device, run.dtype)
+    check_batch_split(run, world)
     check_fits(config, run.batch_size // (world * run.grad_accum), device)
     if distributed.is_main():
-        make_out(Path(args.out))
+        make_out(out)
     print(
         f"text: {len(splits.train):,} training and {len(splits.val):,} validation "
         f"characters, vocab size {splits.tokenizer.vocab_size}"
@@ -233,21 +260,7 @@ def run_shakespeare(args: argparse.Namespace) -> None:
         f"model: {param_count(config):,} parameters, {config}, "
         f"device {device}, dtype {run.dtype}"
     )
-    print(
-        f"run: {run.steps} steps of {run.batch_size} x {config.block_size} characters"
-        + (
-            f" ({world} processes, {run.batch_size // world} blocks each)"
-            if world > 1
-            else ""
-        )
-        + (
-            f" in {run.grad_accum} micro-batches of "
-            f"{run.batch_size // (world * run.grad_accum)}"
-            if run.grad_accum > 1
-            else ""
-        )
-        + (f", resuming after step {resume['step']}" if resume else "")
-    )
+    print(run_line(run, world, resume))
     distributed.init(device)
     try:
         result = train.train_text(
@@ -265,7 +278,7 @@ def run_shakespeare(args: argparse.Namespace) -> None:
         distributed.cleanup()
     if result.val_loss is not None:
         print(f"val loss {result.val_loss:.4f}")
-    print(f"wrote {ckpt_path} and {Path(args.out) / 'metrics.jsonl'}")
+    print(f"wrote {out / 'ckpt.pt'} and {out / 'metrics.jsonl'}")
     print_summary(result.steps_run, result.seconds, result.tokens)
 
 
