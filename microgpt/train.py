@@ -2,10 +2,11 @@
 cosine decay, evaluation on every held-out block, checkpoints and a metrics log.
 
 :func:`train_text` is the loop; each part of it is a function of its own: setting up
-or resuming (:func:`start_text_run`), one update (:func:`text_update`), the log
-(:class:`MetricsLog`), evaluation (:func:`evaluate`) and the checkpoint
-(:func:`save_text_run`). A step returns the loss as a detached tensor without waiting
-for it; the log fetches a whole interval's losses in one transfer.
+or resuming (:func:`prepare_text_run`), one step (:func:`text_step`, which calls
+:func:`text_update`), the log (:class:`MetricsLog`), evaluation (:func:`evaluate`) and
+the checkpoints (:func:`save_best`, :func:`save_text_run`). A step returns the loss
+as a detached tensor without waiting for it; the log fetches a whole interval's
+losses in one transfer.
 """
 
 from __future__ import annotations
@@ -336,6 +337,49 @@ def due(step: int, interval: int) -> bool:
 # --- the loop -------------------------------------------------------------------------
 
 
+def text_step(
+    replica: torch.nn.Module,
+    state: TextRun,
+    train_ids: Tensor,
+    run: TrainConfig,
+    step: int,
+    device: torch.device,
+) -> tuple[float, tuple[Tensor, Tensor]]:
+    """Step ``step`` of ``run`` (counted from 1): its learning rate, this rank's rows
+    of its batch and one update of ``replica``; returns the learning rate and the
+    (loss, gradient norm) tensors.
+    """
+    lr = warmup_cosine(step - 1, run.steps, run.lr, run.warmup)
+    x, y = get_batch(train_ids, step - 1, run.seed, run.block_size, run.batch_size)
+    x, y = distributed.share(x).to(device), distributed.share(y).to(device)
+    stats = text_update(
+        replica,
+        state.optimizer,
+        x,
+        y,
+        lr=lr,
+        grad_clip=run.grad_clip,
+        scaler=state.scaler,
+        device=device,
+        dtype=run.dtype,
+        accum=run.grad_accum,
+    )
+    return lr, stats
+
+
+def show_progress(bar: tqdm, lr: float, loss: float, tokens_per_s: float) -> None:
+    """The progress bar's figures, shown at its next refresh."""
+    bar.set_postfix(
+        lr=f"{lr:.2e}", loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False
+    )
+
+
+def save_best(path: Path, state: TextRun, splits: TextSplits, step: int) -> None:
+    """The model alone, for sampling, at the best validation loss so far."""
+    model = state.model
+    save_checkpoint(path, model, model.config, splits.tokenizer, "shakespeare", step)
+
+
 def train_text(
     splits: TextSplits,
     run: TrainConfig,
@@ -372,23 +416,7 @@ def train_text(
         log = MetricsLog(file, f"lower --lr (now {run.lr:g}) or use --dtype float32")
         for step in range(start + 1, run.steps + 1):
             # update: this rank's rows of the step's batch, one optimizer step
-            lr = warmup_cosine(step - 1, run.steps, run.lr, run.warmup)
-            x, y = get_batch(
-                splits.train, step - 1, run.seed, run.block_size, run.batch_size
-            )
-            x, y = distributed.share(x).to(device), distributed.share(y).to(device)
-            stats = text_update(
-                replica,
-                state.optimizer,
-                x,
-                y,
-                lr=lr,
-                grad_clip=run.grad_clip,
-                scaler=state.scaler,
-                device=device,
-                dtype=run.dtype,
-                accum=run.grad_accum,
-            )
+            lr, stats = text_step(replica, state, splits.train, run, step, device)
             last = step == run.steps
             evaluating = due(step, eval_interval) or (eval_interval > 0 and last)
             saving = due(step, ckpt_interval) or last
@@ -403,25 +431,12 @@ def train_text(
             now = time.perf_counter()
             record["ms"], mark = round(1000 * (now - mark), 3), now
             if due(step, log_interval) or evaluating or saving:
-                loss = log.flush()
-                speed = run.batch_size * run.block_size / record["ms"] * 1000
-                bar.set_postfix(
-                    lr=f"{lr:.2e}",
-                    loss=f"{loss:.4f}",
-                    tok_s=f"{speed:,.0f}",
-                    refresh=False,
-                )
+                tokens_per_s = 1000 * run.batch_size * run.block_size / record["ms"]
+                show_progress(bar, lr, log.flush(), tokens_per_s)
             # checkpoint: best.pt on a better validation loss, ckpt.pt when due
             if main and evaluating and val_loss < state.best:
                 state.best = val_loss
-                save_checkpoint(
-                    out / "best.pt",
-                    state.model,
-                    state.model.config,
-                    splits.tokenizer,
-                    "shakespeare",
-                    step,
-                )
+                save_best(out / "best.pt", state, splits, step)
             if main and saving:
                 save_text_run(out / "ckpt.pt", state, run, splits, step)
             bar.update()
