@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from microgpt import train
+from microgpt.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The chapters first: tests/test_opened_alone.py runs for minutes, so with
+    ``pytest -n`` it starts at once and the other files run beside it.
+    """
+    items.sort(key=lambda item: item.path.name != "test_opened_alone.py")
 
 
 @pytest.fixture(scope="session")
@@ -30,16 +38,18 @@ class Killed(Exception):
 
 @pytest.fixture
 def killed_after_checkpoint(monkeypatch):
-    """``train.train_text`` that dies right after writing its first ckpt.pt (call it
-    with ``ckpt_interval``).
+    """``train.train_text`` that dies right after writing its first ckpt.pt, as a kill
+    would end the run there (call it with ``ckpt_interval``); returns that checkpoint,
+    loaded.
     """
 
-    def run(*args, **kwargs) -> None:
-        real_save = train.save_checkpoint
+    def run(*args, **kwargs) -> dict:
+        real_save, written = train.save_checkpoint, []
 
         def save_then_die(path, *save_args, **save_kwargs):
             real_save(path, *save_args, **save_kwargs)
-            if Path(path).name == "ckpt.pt":
+            if Path(path).name == "ckpt.pt":  # best.pt is written just before it
+                written.append(path)
                 raise Killed
 
         monkeypatch.setattr(train, "save_checkpoint", save_then_die)
@@ -48,5 +58,6 @@ def killed_after_checkpoint(monkeypatch):
                 train.train_text(*args, **kwargs)
         finally:
             monkeypatch.setattr(train, "save_checkpoint", real_save)
+        return load_checkpoint(written[0])
 
     return run

@@ -52,28 +52,6 @@ def timeless(folder):
     return [{k: v for k, v in r.items() if k != "ms"} for r in metrics(folder)]
 
 
-class Stop(Exception):
-    """Raised right after a checkpoint is written, as a kill would end the run there."""
-
-
-def train_until_checkpoint(monkeypatch, splits, run_config, folder, **kwargs):
-    """Run train_text into ``folder`` and stop it just after its first ckpt.pt; returns
-    that checkpoint.
-    """
-    real_save = train.save_checkpoint
-
-    def save_then_stop(path, *args, **kw):
-        real_save(path, *args, **kw)
-        if path.name == "ckpt.pt":  # best.pt is written just before it
-            raise Stop
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
-    with pytest.raises(Stop):
-        train.train_text(splits, run_config, folder, progress=False, **kwargs)
-    monkeypatch.undo()
-    return load_checkpoint(folder / "ckpt.pt")
-
-
 @pytest.fixture(scope="module")
 def text(data_dir):
     return load_shakespeare(data_dir / "tinyshakespeare.txt")
@@ -550,19 +528,19 @@ def test_chapter_9_get_batch_is_the_packages():
         assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
 
 
-def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
+def test_bfloat16_resume_is_exact_too(small, tmp_path, killed_after_checkpoint):
     splits = split_text(small.read_text())
     run_config = tiny_run(steps=30, batch_size=4, dtype="bfloat16")
     train.train_text(
         splits, run_config, tmp_path / "whole", eval_interval=10, progress=False
     )
-    ckpt = train_until_checkpoint(
-        monkeypatch,
+    ckpt = killed_after_checkpoint(
         splits,
         run_config,
         tmp_path / "cut",
         eval_interval=10,
         ckpt_interval=10,
+        progress=False,
     )
     assert ckpt["step"] == 10
     train.train_text(
@@ -577,12 +555,12 @@ def test_bfloat16_resume_is_exact_too(small, tmp_path, monkeypatch):
 
 
 def test_resuming_twice_from_one_loaded_checkpoint_leaves_it_unchanged(
-    small, tmp_path, monkeypatch
+    small, tmp_path, killed_after_checkpoint
 ):
     splits = split_text(small.read_text())
     run_config = tiny_run(steps=20, batch_size=4)
-    ckpt = train_until_checkpoint(
-        monkeypatch, splits, run_config, tmp_path / "cut", ckpt_interval=10
+    ckpt = killed_after_checkpoint(
+        splits, run_config, tmp_path / "cut", ckpt_interval=10, progress=False
     )
     assert ckpt["step"] == 10
     before = copy.deepcopy(ckpt["optimizer"])
