@@ -109,8 +109,8 @@ def generate(
     """Extend ``idx`` (B, T) by up to ``max_new_tokens``; stop early once every row has
     produced ``stop_token``.
 
-    ``use_cache=False`` recomputes the whole (cropped) context every step: slower, same
-    tokens.
+    ``use_cache=False`` recomputes the whole (cropped) context every step: slower, and
+    the same tokens unless a draw lands within rounding of a boundary between two.
     """
     check_sampling(temperature, top_k, top_p)
     if idx.dim() != 2 or idx.shape[1] < 1:
