@@ -141,8 +141,8 @@ def run(rungs: Sequence[Rung], device: torch.device, rounds: int) -> list[dict]:
 
 
 def cpu_seconds() -> tuple[float, float] | None:
-    """(CPU seconds the whole machine has been busy, CPU seconds this process has used);
-    None off Linux.
+    """(CPU seconds the whole machine has been busy, CPU seconds this process and its
+    finished child processes have used); None off Linux.
     """
     try:
         with open("/proc/stat") as f:
@@ -150,8 +150,9 @@ def cpu_seconds() -> tuple[float, float] | None:
     except (OSError, ValueError):
         return None
     busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
-    own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    return busy / os.sysconf("SC_CLK_TCK"), own
 
 
 def other_load(
@@ -160,7 +161,8 @@ def other_load(
     seconds: float,
 ) -> float | None:
     """The share (%) of the machine's CPU time that other processes used between two
-    ``cpu_seconds()``.
+    ``cpu_seconds()``, ``seconds`` apart (clock ticks can round an idle machine's share
+    a hair below zero: it is kept at 0).
     """
     if before is None or after is None or seconds <= 0:
         return None
