@@ -1,8 +1,10 @@
 """The published book as a reader meets it: built fresh, served locally, opened in
 headless Chromium.
 
-The book is built here (``jupyter-book build -W``) into a temporary folder, so a stale
-``_build`` can never pass for the current sources. Pages are served on 127.0.0.1 and
+The book is built here with README's flags (``jupyter-book build -W --keep-going``,
+warnings as errors) into a temporary folder, so a stale ``_build`` can never pass for
+the current sources; that build is the test command's check that the book builds, and
+needs no browser. Pages are served on 127.0.0.1 and
 loaded in Debian's Chromium driven by Playwright. The pages load MathJax from a CDN; CI
 has no network, so the browser is handed a copy of the same MathJax release from the npm
 registry (.ci/run fetches it) and every other outside request is refused and reported.
@@ -117,6 +119,12 @@ def html(tmp_path_factory) -> Path:
         f"the book does not build:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     )
     return out / "_build" / "html"
+
+
+def test_the_book_builds_with_warnings_as_errors(html):
+    """Every page builds, with no warning (``html`` fails on the first)."""
+    assert (html / "index.html").is_file()
+    assert (html / "book" / "13_performance.html").is_file()
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
