@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -256,6 +257,26 @@ def run_alone(
     }
 
 
+def recorded_seconds(notebook: Path) -> float:
+    """How long the notebook's stored run took: from its first cell's start to its last
+    cell's end, as the cells' execution timestamps record them (0 without them).
+    """
+    times = [
+        cell["metadata"]["execution"]
+        for cell in json.loads(notebook.read_text())["cells"]
+        if "shell.execute_reply" in cell.get("metadata", {}).get("execution", {})
+    ]
+    if not times:
+        return 0.0
+    first = times[0].get("iopub.execute_input", times[0]["shell.execute_reply"])
+    return (as_time(times[-1]["shell.execute_reply"]) - as_time(first)).total_seconds()
+
+
+def as_time(stamp: str) -> datetime:
+    """A Jupyter timestamp such as ``2026-12-07T20:01:02.345678Z``."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 @pytest.fixture(scope="module")
 def runs(sandbox):
     """Every notebook run alone and compared, two at a time, with the recorded results
@@ -266,9 +287,12 @@ def runs(sandbox):
     root, env = sandbox
     for nb in NOTEBOOKS:
         shutil.copytree(REPO / "book" / "results", root / "work" / nb.stem / "results")
+    # the longest first, so that the two at a time finish close together
+    longest_first = sorted(NOTEBOOKS, key=recorded_seconds, reverse=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {
-            nb.stem: pool.submit(run_alone, root, env, nb, nb.stem) for nb in NOTEBOOKS
+            nb.stem: pool.submit(run_alone, root, env, nb, nb.stem)
+            for nb in longest_first
         }
         done = {stem: future.result() for stem, future in futures.items()}
     again = REPO / "book" / f"{OFFLINE_AGAIN}.ipynb"
