@@ -238,50 +238,20 @@ def shakespeare_rungs(
     ]
     data, dtype = (config, batches), resolve_dtype(TrainConfig().dtype, device)
     attention = attention_for(device, dtype)  # as train_text would train
+    rung = functools.partial(text_rung, data=data, device=device, steps=steps)
     rungs = [
-        text_rung(
-            "fp32 eager (explicit mask)",
-            data,
-            device,
-            steps,
-            attention="explicit",
-            dtype="float32",
-        ),
-        text_rung(
-            REFERENCE,
-            data,
-            device,
-            steps,
-            attention="sdpa",
-            dtype="float32",
-            default=dtype == "float32",
-        ),
+        rung("fp32 eager (explicit mask)", attention="explicit", dtype="float32"),
+        rung(REFERENCE, attention="sdpa", dtype="float32", default=dtype == "float32"),
     ]
     # only where resolve_dtype would train in it: natively supported
     if dtype != "float32":
         name = (
             "+ bf16 autocast" if dtype == "bfloat16" else "+ fp16 autocast, GradScaler"
         )
-        rungs.append(
-            text_rung(
-                name,
-                data,
-                device,
-                steps,
-                attention=attention,
-                dtype=dtype,
-                default=True,
-            )
-        )
+        rungs.append(rung(name, attention=attention, dtype=dtype, default=True))
     if compile:
-        compiled = text_rung(
-            "+ torch.compile",
-            data,
-            device,
-            steps,
-            attention=attention,
-            dtype=dtype,
-            compile=True,
+        compiled = rung(
+            "+ torch.compile", attention=attention, dtype=dtype, compile=True
         )
         rungs.append(compile_now(compiled, device))
     return rungs
