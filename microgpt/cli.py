@@ -559,21 +559,8 @@ def add_shakespeare_parser(datasets) -> None:
     p.set_defaults(run=cmd_train_shakespeare)
 
 
-def add_sample_parser(commands) -> None:
-    """``microgpt sample`` and its flags."""
-    p = commands.add_parser(
-        "sample",
-        help="print samples from a checkpoint",
-        description="Print samples from a names or Shakespeare checkpoint. Names start "
-        "from BOS and stop at BOS; Shakespeare samples continue the prompt (default: "
-        "a newline) for exactly --max-chars.",
-    )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="a ckpt.pt written by microgpt train",
-    )
+def add_sampling_flags(p: argparse.ArgumentParser) -> None:
+    """``microgpt sample``: how the samples start, how long and how random they are."""
     p.add_argument(
         "--prompt",
         help="text the samples start with (every character must be in the vocabulary)",
@@ -609,6 +596,24 @@ def add_sample_parser(commands) -> None:
         help="sample only from the likeliest tokens whose probabilities reach P, "
         "in (0, 1] (default: all)",
     )
+
+
+def add_sample_parser(commands) -> None:
+    """``microgpt sample`` and its flags."""
+    p = commands.add_parser(
+        "sample",
+        help="print samples from a checkpoint",
+        description="Print samples from a names or Shakespeare checkpoint. Names start "
+        "from BOS and stop at BOS; Shakespeare samples continue the prompt (default: "
+        "a newline) for exactly --max-chars.",
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a ckpt.pt written by microgpt train",
+    )
+    add_sampling_flags(p)
     p.add_argument(
         "--seed", type=int, default=42, help="random seed (default %(default)s)"
     )
