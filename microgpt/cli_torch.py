@@ -278,7 +278,8 @@ def run_shakespeare(args: argparse.Namespace) -> None:
         distributed.cleanup()
     if result.val_loss is not None:
         print(f"val loss {result.val_loss:.4f}")
-    print(f"wrote {out / 'ckpt.pt'} and {out / 'metrics.jsonl'}")
+    saved = [f for f in ("ckpt.pt", "best.pt", "metrics.jsonl") if (out / f).exists()]
+    print(f"saved in {out}: {', '.join(saved)}")
     print_summary(result.steps_run, result.seconds, result.tokens)
 
 

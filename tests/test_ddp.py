@@ -97,10 +97,7 @@ def test_rank_0_alone_prints(runs):
     assert (
         lines[2] == "run: 150 steps of 4 x 32 characters (2 processes, 2 blocks each)"
     )
-    assert (
-        lines[4]
-        == f"wrote {folder / 'two' / 'ckpt.pt'} and {folder / 'two' / 'metrics.jsonl'}"
-    )
+    assert lines[4] == f"saved in {folder / 'two'}: ckpt.pt, best.pt, metrics.jsonl"
     assert lines[5].startswith("trained 150 steps in ")
     assert two.stderr == ""
 
