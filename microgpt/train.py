@@ -425,8 +425,9 @@ def train_text(
             if main and evaluating:
                 val_loss = evaluate(state.model, val, device, run.dtype)
                 record["val_loss"] = val_loss
-            # log: every step's time, from its start to the next's; the losses
-            # fetched at the same steps on every rank
+            # log: the time since the previous step's timestamp (so a log write or
+            # checkpoint counts in the step after it); the losses are fetched at the
+            # same steps on every rank
             log.add(record, stats)
             now = time.perf_counter()
             record["ms"], mark = round(1000 * (now - mark), 3), now
