@@ -281,32 +281,38 @@ def as_time(stamp: str) -> datetime:
 def runs(sandbox):
     """Every notebook run alone and compared, two at a time, with the recorded results
     beside it (a download, or a look-up of one never recorded, prints a line the stored
-    outputs do not have); then the fetch itself, online and offline, with nothing beside
-    the notebook.
+    outputs do not have); beside them, the fetch itself, online then offline, with
+    nothing beside the notebook.
     """
     root, env = sandbox
     for nb in NOTEBOOKS:
         shutil.copytree(REPO / "book" / "results", root / "work" / nb.stem / "results")
+
+    def fetch_then_offline() -> dict:
+        again = REPO / "book" / f"{OFFLINE_AGAIN}.ipynb"
+        cache = {"MICROGPT_CACHE": str(root / "cache" / "fetch")}
+        fetch = run_alone(root, env, again, "fetch", compare=False, **cache)
+        offline = run_alone(
+            root,
+            env,
+            again,
+            "offline",
+            compare=False,
+            MICROGPT_RESULTS_URL=dead_url(),
+            **cache,
+        )
+        return {"fetch": fetch, "offline": offline}
+
     # the longest first, so that the two at a time finish close together
     longest_first = sorted(NOTEBOOKS, key=recorded_seconds, reverse=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
+        fetched = pool.submit(fetch_then_offline)
         futures = {
             nb.stem: pool.submit(run_alone, root, env, nb, nb.stem)
             for nb in longest_first
         }
         done = {stem: future.result() for stem, future in futures.items()}
-    again = REPO / "book" / f"{OFFLINE_AGAIN}.ipynb"
-    cache = {"MICROGPT_CACHE": str(root / "cache" / "fetch")}
-    done["fetch"] = run_alone(root, env, again, "fetch", compare=False, **cache)
-    done["offline"] = run_alone(
-        root,
-        env,
-        again,
-        "offline",
-        compare=False,
-        MICROGPT_RESULTS_URL=dead_url(),
-        **cache,
-    )
+        done.update(fetched.result())
     return done
 
 
