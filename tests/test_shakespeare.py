@@ -528,9 +528,15 @@ def test_chapter_9_get_batch_is_the_packages():
         assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
 
 
-def test_bfloat16_resume_is_exact_too(small, tmp_path, killed_after_checkpoint):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_run_cut_at_a_checkpoint_resumes_exactly(
+    small, tmp_path, killed_after_checkpoint, dtype
+):
+    """In-process: 30 steps straight, and 30 steps cut after the step-10 checkpoint
+    and resumed, log the same losses (the SIGKILL test above kills a real process).
+    """
     splits = split_text(small.read_text())
-    run_config = tiny_run(steps=30, batch_size=4, dtype="bfloat16")
+    run_config = tiny_run(steps=30, batch_size=4, dtype=dtype)
     train.train_text(
         splits, run_config, tmp_path / "whole", eval_interval=10, progress=False
     )
