@@ -8,8 +8,8 @@ import dataclasses
 import os
 import pickle
 import random
+import secrets
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -135,12 +135,12 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # a new file of our own (O_EXCL), with the mode any new file gets: 0o666 less the
+    # umask (tempfile.mkstemp would make it private, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
     try:
-        # mkstemp makes the file private (0600); give it an ordinary mode
-        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as out:
             torch.save(obj, out)
             out.flush()
