@@ -1,9 +1,13 @@
-"""What several test files share: the command line as a user runs it, and the tiny run
-most training tests use.
+"""What several test files share: the command line as a user runs it, the tiny run
+most training tests use, and the chapters' own code cells.
 """
 
+import ast
+import json
 import subprocess
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from microgpt.config import TrainConfig
 
@@ -32,3 +36,35 @@ def tiny_run(**settings) -> TrainConfig:
     """
     shape = {"block_size": 16, "n_layer": 1, "n_embd": 16, "n_head": 2}
     return TrainConfig(**{**shape, "dtype": "float32", **settings})
+
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+
+
+def run_chapter_cells(
+    notebook: str,
+    markers: Sequence[str],
+    namespace: dict,
+    *,
+    definitions_only: bool = False,
+) -> dict:
+    """Exec into ``namespace``, in order, every code cell of ``book/notebook`` that
+    contains one of ``markers`` (solutions excepted); returns ``namespace``.
+
+    ``definitions_only`` execs only the cells' imports, functions and classes, for a
+    cell whose checks need earlier cells. Every marker must be found.
+    """
+    found = set()
+    for cell in json.loads((BOOK / notebook).read_text())["cells"]:
+        source = "".join(cell["source"])
+        hits = [m for m in markers if m in source]
+        if cell["cell_type"] != "code" or not hits or "# Solutions" in source:
+            continue
+        tree = ast.parse(source)
+        if definitions_only:
+            kept = (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+            tree.body = [node for node in tree.body if isinstance(node, kept)]
+        exec(compile(tree, notebook, "exec"), namespace)
+        found.update(hits)
+    assert found == set(markers), f"{notebook}: no cell contains {set(markers) - found}"
+    return namespace

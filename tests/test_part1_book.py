@@ -2,37 +2,19 @@
 piece.
 """
 
-import json
 import math
 import random
-from pathlib import Path
 
 import pytest
 
 from microgpt import autograd, scalar
 from microgpt.config import GPTConfig
 
-BOOK = Path(__file__).resolve().parent.parent / "book"
-
-
-def exec_cells(notebook: str, markers: list[str], namespace: dict) -> dict:
-    """Exec, in order, every code cell of ``notebook`` that contains one of
-    ``markers``.
-    """
-    cells = json.loads((BOOK / notebook).read_text())["cells"]
-    found = set()
-    for cell in cells:
-        source = "".join(cell["source"])
-        hits = [m for m in markers if m in source]
-        if cell["cell_type"] == "code" and hits and "# Solutions" not in source:
-            exec(source, namespace)
-            found.update(hits)
-    assert found == set(markers), f"{notebook}: no cell contains {set(markers) - found}"
-    return namespace
+from helpers import run_chapter_cells
 
 
 def chapter_2_value() -> type:
-    ns = exec_cells(
+    ns = run_chapter_cells(
         "02_autograd.ipynb",
         ["class Value:", "def backward(self):", "Value.__pow__ ="],
         {"math": math},
@@ -70,7 +52,9 @@ def chapter_3(config: GPTConfig, weights: dict) -> dict:
         "def attention(",
         "def gpt(",
     ]
-    return exec_cells("03_the_model.ipynb", markers, {"config": config, "state": state})
+    return run_chapter_cells(
+        "03_the_model.ipynb", markers, {"config": config, "state": state}
+    )
 
 
 def run_piece(piece) -> tuple:
@@ -133,7 +117,7 @@ def test_chapter_3_gpt_equals_the_packages(config):
 
 
 def test_chapter_4_training_loop_equals_scalar_train():
-    ns = exec_cells(
+    ns = run_chapter_cells(
         "04_training_and_sampling.ipynb",
         ["def adam_step(", "def train_loop("],
         {"scalar": scalar},

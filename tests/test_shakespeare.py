@@ -3,7 +3,6 @@ sampling.
 """
 
 import argparse
-import ast
 import copy
 import json
 import math
@@ -33,7 +32,7 @@ from microgpt.text import (
 )
 from microgpt.train import warmup_cosine
 
-from helpers import run_microgpt, tiny_run
+from helpers import run_chapter_cells, run_microgpt, tiny_run
 
 TINY = (
     "--batch-size 4 --block-size 16 --n-embd 16 --n-head 2 --n-layer 1"
@@ -481,15 +480,9 @@ def test_names_checkpoint_samples_names(tmp_path, data_dir):
 
 
 def notebook_functions(name: str, *functions: str) -> dict:
-    """Exec the cells of book/``name`` that define ``functions``, in a namespace with
-    the usual imports.
+    """The functions that chapter ``name`` defines, in a namespace with the usual
+    imports.
     """
-    import json
-    import pathlib
-
-    cells = json.loads(
-        (pathlib.Path(__file__).parent.parent / "book" / name).read_text()
-    )["cells"]
     namespace = {
         "torch": torch,
         "math": math,
@@ -498,21 +491,8 @@ def notebook_functions(name: str, *functions: str) -> dict:
         "autocast": autocast,
         "device": torch.device("cpu"),
     }
-    for cell in cells:
-        source = "".join(cell["source"])
-        if cell["cell_type"] == "code" and any(
-            f"def {f}(" in source for f in functions
-        ):
-            # the definitions and imports only: the cell's checks need earlier cells
-            tree = ast.parse(source)
-            tree.body = [
-                n
-                for n in tree.body
-                if isinstance(n, (ast.FunctionDef, ast.Import, ast.ImportFrom))
-            ]
-            exec(compile(tree, name, "exec"), namespace)
-    assert all(f in namespace for f in functions)
-    return namespace
+    markers = [f"def {f}(" for f in functions]
+    return run_chapter_cells(name, markers, namespace, definitions_only=True)
 
 
 def test_chapter_9_get_batch_is_the_packages():

@@ -23,7 +23,7 @@ from microgpt.names import (
 )
 from microgpt.scalar import linear_decay
 
-from helpers import run_microgpt
+from helpers import run_chapter_cells, run_microgpt
 
 
 @pytest.fixture(scope="module")
@@ -267,36 +267,16 @@ def test_bad_flag_values_are_usage_errors():
     assert result.returncode == 2 and "invalid choice: 'float16'" in result.stderr
 
 
-def notebook_function(path, name: str, namespace: dict):
-    """Exec the notebook cell that defines ``name`` (a function or class) into
-    ``namespace`` and return it.
-    """
-    cells = json.loads(path.read_text())["cells"]
-    sources = [
-        "".join(c["source"])
-        for c in cells
-        if c["cell_type"] == "code"
-        and any(f"{kind} {name}" in "".join(c["source"]) for kind in ("def", "class"))
-    ]
-    assert len(sources) == 1, f"expected one cell defining {name}"
-    exec(sources[0], namespace)
-    return namespace[name]
-
-
 def test_chapter_7_training_loop_is_train_names(shuffled):
-    from pathlib import Path
-
-    book = (
-        Path(__file__).resolve().parent.parent
-        / "book"
-        / "07_batching_and_the_causal_mask.ipynb"
-    )
     namespace = {
         "torch": torch,
         "names_batch": names_batch,
         "batch_loss": names_loss,
     }
-    train_loop = notebook_function(book, "train_loop", namespace)
+    chapter = "07_batching_and_the_causal_mask.ipynb"
+    train_loop = run_chapter_cells(chapter, ["def train_loop("], namespace)[
+        "train_loop"
+    ]
     docs, tok, _ = shuffled
     config, weights = seed42_weights(shuffled)
     data = encode_names(docs[:500], tok, 16)
