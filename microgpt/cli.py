@@ -520,7 +520,8 @@ def add_shakespeare_parser(datasets) -> None:
         "shakespeare",
         help="an 836K-parameter GPT on tiny-shakespeare",
         description="Train a character-level GPT on tiny-shakespeare (last 10% held "
-        "out for validation), writing OUT/ckpt.pt and OUT/metrics.jsonl. With "
+        "out for validation), writing OUT/ckpt.pt, OUT/best.pt and OUT/metrics.jsonl. "
+        "With "
         "--resume, settings come from the checkpoint. Under torchrun, each process "
         "trains a replica on its share of every batch (data parallel).",
     )
@@ -528,7 +529,7 @@ def add_shakespeare_parser(datasets) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="folder for ckpt.pt and metrics.jsonl",
+        help="folder for ckpt.pt, best.pt and metrics.jsonl",
     )
     p.add_argument(
         "--resume",
