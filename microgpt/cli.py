@@ -521,9 +521,8 @@ def add_shakespeare_parser(datasets) -> None:
         help="an 836K-parameter GPT on tiny-shakespeare",
         description="Train a character-level GPT on tiny-shakespeare (last 10% held "
         "out for validation), writing OUT/ckpt.pt, OUT/best.pt and OUT/metrics.jsonl. "
-        "With "
-        "--resume, settings come from the checkpoint. Under torchrun, each process "
-        "trains a replica on its share of every batch (data parallel).",
+        "With --resume, settings come from the checkpoint. Under torchrun, each "
+        "process trains a replica on its share of every batch (data parallel).",
     )
     p.add_argument(
         "--out",
