@@ -205,63 +205,68 @@ def print_profile(profile: dict, peaks: dict, bandwidth: float) -> None:
         print(f"  {name:<24} {g['ms']:>7.1f} {g['pct']:>5.1f}%{counted}")
 
 
-def print_notes(report: dict) -> None:
-    """The lines under a table: the default step's speed-up, compile times, the matmul
-    peaks, the load.
+def print_speedups(report: dict) -> None:
+    """The default step's speed-up over the first rung (and, for Shakespeare, its
+    time against the float32 SDPA reference), and each compiled rung's compile time.
     """
     results, first = report["results"], report["results"][0]["rung"]
-    reference = (
-        next((r for r in results if r["rung"] == REFERENCE), None)
-        if report["suite"] == "shakespeare"
-        else None
-    )
+    reference = None
+    if report["suite"] == "shakespeare":
+        reference = next((r for r in results if r["rung"] == REFERENCE), None)
     for r in results:
         if r["default"]:
+            against = ""
+            if reference and reference is not r:
+                ratio = r["ms_per_step"] / reference["ms_per_step"]
+                against = f"; {ratio:.2f}x the time of the float32 SDPA rung"
             print(
                 f"default step ({r['rung']}, as `microgpt train {report['suite']}` "
                 f"runs on this device): {r['x_first_rung']:.2f}x the {first} rung"
-                + (
-                    f"; {r['ms_per_step'] / reference['ms_per_step']:.2f}x "
-                    "the time of the float32 SDPA rung"
-                    if reference and reference is not r
-                    else ""
-                )
+                + against
             )
         if "compile_s" in r:
             print(
                 f"{r['rung']}: the first step took {r['compile_s']:.1f} s "
                 "(compiling; not in the table)"
             )
+
+
+def print_peak_notes(report: dict) -> None:
+    """How GFLOP/s and % peak are counted, the profile, and the training loop's step
+    against the default rung (Shakespeare only: the names suite has no peaks).
+    """
+    p = report["matmul_peak_gflops_per_s"]
+    half = "".join(f", {k} {p[k]:.0f}" for k in ("bfloat16", "float16") if k in p)
+    print(
+        f"matmul peak ({p['size']}x{p['size']}, fastest of 20): "
+        f"float32 {p['float32']:.0f}{half} GFLOP/s; "
+        "% peak is against the rung's matmul format"
+    )
+    print(
+        "GFLOP/s: 6 FLOPs per matmul weight per token, plus 12 x n_layer x n_embd "
+        "x block_size per token for attention (the full T x T square); % peak is "
+        "the MFU against the measured matmul peak"
+    )
+    print_profile(report["profile"], p, report["copy_gb_per_s"])
+    loop = report["loop_ms"]
+    default = next(r for r in report["results"] if r["default"])
+    print(
+        f"training loop (train.train_text, metrics.jsonl's ms): "
+        f"median {loop['median']:.1f} ms ({loop['min']:.1f}-{loop['max']:.1f}), "
+        f"{loop['median'] / default['ms_per_step']:.2f}x the default rung"
+    )
+
+
+def print_notes(report: dict) -> None:
+    """The lines under a table: the speed-ups, compile times, peaks and the load."""
+    print_speedups(report)
     if "matmul_peak_gflops_per_s" in report:
-        p = report["matmul_peak_gflops_per_s"]
-        half = "".join(f", {k} {p[k]:.0f}" for k in ("bfloat16", "float16") if k in p)
-        print(
-            f"matmul peak ({p['size']}x{p['size']}, fastest of 20): "
-            f"float32 {p['float32']:.0f}{half} GFLOP/s; "
-            "% peak is against the rung's matmul format"
-        )
-        print(
-            "GFLOP/s: 6 FLOPs per matmul weight per token, plus 12 x n_layer x n_embd "
-            "x block_size per token for attention (the full T x T square); % peak is "
-            "the MFU against the measured matmul peak"
-        )
-        print_profile(report["profile"], p, report["copy_gb_per_s"])
-        loop, default = report["loop_ms"], next(r for r in results if r["default"])
-        print(
-            f"training loop (train.train_text, metrics.jsonl's ms): "
-            f"median {loop['median']:.1f} ms ({loop['min']:.1f}-{loop['max']:.1f}), "
-            f"{loop['median'] / default['ms_per_step']:.2f}x the default rung"
-        )
+        print_peak_notes(report)
     load = report["other_load_pct"]
+    busy = "" if load is None else f"; other processes used {load:.0f}% of the CPU time"
     print(
         f"({report['rounds']} timed rounds of {report['steps_per_round']} steps "
-        "after a warm-up round"
-        + (
-            f"; other processes used {load:.0f}% of the CPU time"
-            if load is not None
-            else ""
-        )
-        + ")"
+        f"after a warm-up round{busy})"
     )
 
 
