@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from microgpt import distributed, scalar, train
 from microgpt.checkpoint import (
@@ -49,7 +50,7 @@ from microgpt.device import (
     set_matmul_precision,
 )
 from microgpt.model import gpt_from_scalar
-from microgpt.names import encode_names, train_names
+from microgpt.names import NamesResult, encode_names, train_names
 from microgpt.sample import generate, sample_docs
 from microgpt.text import split_text
 
@@ -89,6 +90,17 @@ def on_threads(default: int | None) -> Callable[[Callable], Callable]:
     return wrap
 
 
+def check_names_device(args: argparse.Namespace, device: torch.device) -> None:
+    """Refuse what the device cannot run, before anything is written."""
+    if args.dtype == "float64" and device.type == "mps":
+        raise CLIError("MPS has no float64; use --dtype float32")
+    if args.compile and device.type == "mps":
+        raise CLIError(
+            "--compile: microgpt does not use torch.compile on MPS (its MPS backend "
+            "is a prototype); run without it"
+        )
+
+
 @on_threads(SMALL_WORK_THREADS)
 def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     """The same model, initialisation and loop as the scalar engine, on PyTorch tensors:
@@ -98,13 +110,7 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     if out:
         check_out(out)
     device = pick_device(args.device)
-    if args.dtype == "float64" and device.type == "mps":
-        raise CLIError("MPS has no float64; use --dtype float32")
-    if args.compile and device.type == "mps":
-        raise CLIError(
-            "--compile: microgpt does not use torch.compile on MPS (its MPS backend "
-            "is a prototype); run without it"
-        )
+    check_names_device(args, device)
     rng, tok, config = start_names(args, docs)
     check_fits(config, args.batch_size, device)
     # the scalar engine's initial weights, exactly
@@ -114,6 +120,23 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
     ).to(device)
     print(f"num params: {model.num_params()}")
     print(f"engine: torch on {device}, {args.dtype}, batch size {args.batch_size}")
+    data = encode_names(docs, tok, config.block_size)
+    result = train_logged(model, data, args, out)
+    print_summary(args.steps, result.seconds, result.tokens)
+    if out:
+        save_checkpoint(out / "ckpt.pt", model, config, tok, "names", args.steps)
+        print(f"wrote {out / 'ckpt.pt'} and {out / 'metrics.jsonl'}")
+    print_samples(
+        sample_docs(model, tok, args.num_samples, args.temperature, seed=args.seed)
+    )
+
+
+def train_logged(
+    model: torch.nn.Module, data: Tensor, args: argparse.Namespace, out: Path | None
+) -> NamesResult:
+    """Train, printing the loss as the scalar engine does and, with ``out``, writing
+    one JSON line per step to ``out/metrics.jsonl``.
+    """
     show = step_printer(args.steps, args.log_every, args.exact_loss)
     if out:
         make_out(out)
@@ -124,8 +147,7 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
             if log:
                 log.write(json.dumps(record) + "\n")
 
-        data = encode_names(docs, tok, config.block_size)
-        result = train_names(
+        return train_names(
             model,
             data,
             args.steps,
@@ -134,13 +156,6 @@ def train_names_torch(args: argparse.Namespace, docs: list[str]) -> None:
             compile=args.compile,
             on_step=on_step,
         )
-    print_summary(args.steps, result.seconds, result.tokens)
-    if out:
-        save_checkpoint(out / "ckpt.pt", model, config, tok, "names", args.steps)
-        print(f"wrote {out / 'ckpt.pt'} and {out / 'metrics.jsonl'}")
-    print_samples(
-        sample_docs(model, tok, args.num_samples, args.temperature, seed=args.seed)
-    )
 
 
 def given_settings(args: argparse.Namespace) -> dict:

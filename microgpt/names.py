@@ -273,17 +273,9 @@ def compiled_names_step(
         x: Tensor, y: Tensor, weight: Tensor, step_size: Tensor, bias2_sqrt: Tensor
     ) -> Tensor:
         grads, loss = grad_and_loss(params, x, y, weight)
+        hyper = (step_size, bias2_sqrt, NAMES_BETAS, NAMES_EPS)
         for name, p in params.items():
-            adam_update(
-                p,
-                grads[name],
-                m[name],
-                v[name],
-                step_size,
-                bias2_sqrt,
-                NAMES_BETAS,
-                NAMES_EPS,
-            )
+            adam_update(p, grads[name], m[name], v[name], *hyper)
         return loss
 
     graph = torch.compile(update, dynamic=False)
