@@ -14,7 +14,7 @@ from microgpt.device import resolve_dtype
 from microgpt.model import GPT
 from microgpt.text import get_batch
 
-from helpers import run_microgpt
+from helpers import run_main, run_microgpt
 
 NAMES = [
     "scalar (atomic Values)",
@@ -301,7 +301,7 @@ def test_slower_rungs_are_shown_as_slower():
 
 
 def test_help_states_each_suites_defaults():
-    result = bench_cli("--help")
+    result = run_main("--help", main=bench.main)
     assert result.returncode == 0
     help_text = " ".join(result.stdout.split())
     assert (
@@ -320,11 +320,12 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("microgpt.bench: error: unknown device 'tpu'")
-    result = bench_cli("names", "--steps", "0")
+    # the rest in this process: the same main, without a new interpreter each
+    result = run_main("names", "--steps", "0", main=bench.main)
     assert result.returncode == 1 and "must be >= 1" in result.stderr
-    assert bench_cli("nosuchsuite").returncode == 2
+    assert run_main("nosuchsuite", main=bench.main).returncode == 2
     # refused before any timing
-    result = bench_cli("names", "--json", str(tmp_path / "no" / "x.json"))
+    result = run_main("names", "--json", tmp_path / "no" / "x.json", main=bench.main)
     assert result.returncode == 1 and result.stderr.startswith(
         "microgpt.bench: error: --json "
     )

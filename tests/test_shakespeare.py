@@ -32,7 +32,7 @@ from microgpt.text import (
 )
 from microgpt.train import warmup_cosine
 
-from helpers import run_chapter_cells, run_microgpt, tiny_run
+from helpers import run_chapter_cells, run_main, run_microgpt, tiny_run
 
 TINY = (
     "--batch-size 4 --block-size 16 --n-embd 16 --n-head 2 --n-layer 1"
@@ -273,7 +273,7 @@ def trained(tmp_path_factory, small):
     """A finished 20-step run on the small text."""
     folder = tmp_path_factory.mktemp("runs")
     assert (
-        run_microgpt(
+        run_main(
             "train",
             "shakespeare",
             "--data",
@@ -404,9 +404,9 @@ def test_text_samples_run_to_max_chars_and_follow_the_seed(trained):
         2,
     ]
     first, again, other = (
-        run_microgpt(*args),
-        run_microgpt(*args),
-        run_microgpt(*args, "--seed", 7),
+        run_main(*args),
+        run_main(*args),
+        run_main(*args, "--seed", 7),
     )
     texts = samples_of(first.stdout)
     assert len(texts) == 2 and all(
@@ -421,7 +421,7 @@ def test_text_samples_never_stop_at_bos(trained, tmp_path):
         "lm_head.weight"
     ].zero_()  # uniform predictions: BOS would come up about once in 36
     torch.save(ckpt, tmp_path / "uniform.pt")
-    result = run_microgpt(
+    result = run_main(
         "sample",
         "--checkpoint",
         tmp_path / "uniform.pt",
@@ -448,7 +448,7 @@ def test_prompt_outside_the_vocabulary(trained, capsys):
 
 
 def test_names_checkpoint_samples_names(tmp_path, data_dir):
-    trained = run_microgpt(
+    trained = run_main(
         "train",
         "names",
         "--engine",
@@ -461,7 +461,7 @@ def test_names_checkpoint_samples_names(tmp_path, data_dir):
         tmp_path,
     )
     assert trained.returncode == 0, trained.stderr
-    result = run_microgpt(
+    result = run_main(
         "sample",
         "--checkpoint",
         tmp_path / "ckpt.pt",
@@ -669,7 +669,7 @@ def test_gradient_accumulation_needs_equal_micro_batches(text):
 
 
 def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):
-    result = run_microgpt(
+    result = run_main(
         "train",
         "shakespeare",
         "--data",
@@ -773,8 +773,8 @@ def test_best_checkpoint_follows_the_validation_loss(trained):
 
 def test_dropout_flag_reaches_the_model(small, tmp_path):
     args = ["train", "shakespeare", "--data", small, "--steps", 5, *TINY]
-    assert run_microgpt(*args, "--out", tmp_path / "d0").returncode == 0
-    result = run_microgpt(*args, "--out", tmp_path / "d1", "--dropout", 0.2)
+    assert run_main(*args, "--out", tmp_path / "d0").returncode == 0
+    result = run_main(*args, "--out", tmp_path / "d1", "--dropout", 0.2)
     assert result.returncode == 0, result.stderr
     assert load_checkpoint(tmp_path / "d1" / "ckpt.pt")["run"]["dropout"] == 0.2
     assert metrics(tmp_path / "d1")[0]["loss"] != metrics(tmp_path / "d0")[0]["loss"]

@@ -23,7 +23,7 @@ from microgpt.names import (
 )
 from microgpt.scalar import linear_decay
 
-from helpers import run_chapter_cells, run_microgpt
+from helpers import run_chapter_cells, run_main, run_microgpt
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_cli_smoke_run_writes_metrics_and_a_checkpoint(tmp_path, data_dir):
 
 
 def test_cli_torch_batch_1_float64_matches_the_scalar_cli(data_dir):
-    torch_run = run_microgpt(
+    torch_run = run_main(
         "train",
         "names",
         "--steps",
@@ -211,7 +211,7 @@ def test_cli_torch_batch_1_float64_matches_the_scalar_cli(data_dir):
         "--num-samples",
         "0",
     )
-    scalar_run = run_microgpt(
+    scalar_run = run_main(
         "train",
         "names",
         "--steps",
@@ -252,18 +252,18 @@ def test_cli_torch_batch_1_float64_matches_the_scalar_cli(data_dir):
     ],
 )
 def test_bad_flags_are_one_line_errors(args, message, data_dir):
-    result = run_microgpt("train", "names", "--steps", "1", *args)
+    result = run_main("train", "names", "--steps", "1", *args)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
 
 
 def test_bad_flag_values_are_usage_errors():
-    result = run_microgpt("train", "names", "--batch-size", "0")
+    result = run_main("train", "names", "--batch-size", "0")
     assert (
         result.returncode == 2 and "--batch-size: must be >= 1, got 0" in result.stderr
     )
-    result = run_microgpt("train", "names", "--dtype", "float16")
+    result = run_main("train", "names", "--dtype", "float16")
     assert result.returncode == 2 and "invalid choice: 'float16'" in result.stderr
 
 
