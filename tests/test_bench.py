@@ -228,8 +228,12 @@ def test_a_cpu_without_bfloat16_keeps_the_float32_sdpa_step(data_dir, monkeypatc
     )
 
 
-def test_steps_and_threads_flags_override_the_suite_defaults(tmp_path, data_dir):
-    out = tmp_path / "bench.json"
+@pytest.fixture(scope="module")
+def names_compiled(tmp_path_factory, data_dir):
+    """The names suite with its compiled rung: 2 rounds of 2 steps, on 2 threads
+    (the suite's default is 1).
+    """
+    out = tmp_path_factory.mktemp("bench") / "names.json"
     result = bench_cli(
         "names",
         "--steps",
@@ -238,44 +242,31 @@ def test_steps_and_threads_flags_override_the_suite_defaults(tmp_path, data_dir)
         "2",
         "--threads",
         "2",
-        "--no-compile",
-        "--json",
-        str(out),
-    )
-    assert result.returncode == 0, result.stderr
-    names = json.loads(out.read_text())["suites"]["names"]
-    assert names["machine"]["torch_threads"] == 2 and names["steps_per_round"] == 2
-    # the scalar rungs run at least 1 a round
-    assert [r["timed_steps"] for r in names["results"]] == [
-        2,
-        2,
-        4,
-        4,
-    ]
-
-
-def test_the_compiled_rung_reports_its_compile_time_apart(tmp_path, data_dir):
-    out = tmp_path / "bench.json"
-    result = bench_cli(
-        "shakespeare",
-        "--small",
-        "--steps",
-        "1",
-        "--rounds",
-        "1",
         "--device",
         "cpu",
         "--json",
         str(out),
     )
     assert result.returncode == 0, result.stderr
-    compiled = json.loads(out.read_text())["suites"]["shakespeare"]["results"][-1]
+    return result.stdout, json.loads(out.read_text())["suites"]["names"]
+
+
+def test_steps_and_threads_flags_override_the_suite_defaults(names_compiled):
+    names = names_compiled[1]
+    assert names["machine"]["torch_threads"] == 2 and names["steps_per_round"] == 2
+    # the scalar rungs run at least 1 a round
+    assert [r["timed_steps"] for r in names["results"]] == [2, 2, 4, 4, 4]
+
+
+def test_the_compiled_rung_reports_its_compile_time_apart(names_compiled):
+    stdout, names = names_compiled
+    compiled = names["results"][3]
     assert (
-        compiled["rung"] == "+ torch.compile"
+        compiled["rung"] == "torch compiled, batch 1"
         and compiled["compile_s"] > 0
         and not compiled["default"]
     )
-    assert "+ torch.compile: the first step took" in result.stdout
+    assert "torch compiled, batch 1: the first step took" in stdout
 
 
 def test_step_flops_counts_matmul_weights_and_attention():
