@@ -169,7 +169,11 @@ def resumed_settings(
 ) -> TrainConfig:
     """The run that wrote the checkpoint; a flag that contradicts it is an error."""
     if not resumable(resume):
-        raise CLIError(f"{args.out}/ckpt.pt is not a resumable Shakespeare checkpoint")
+        raise CLIError(
+            f"{args.out}/ckpt.pt is not a resumable Shakespeare checkpoint (a names "
+            "run's, or weights without an optimizer): start a new run with another "
+            "--out"
+        )
     saved, given = TrainConfig.from_checkpoint(resume), given_settings(args)
     asked = train.resolved(dataclasses.replace(saved, **given), train_chars, device)
     for name in given:

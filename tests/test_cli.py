@@ -232,7 +232,8 @@ def test_resume_with_changed_flags_and_checkpoints_of_the_wrong_kind(
     )
     assert line == (
         f"microgpt: error: {names_run}/ckpt.pt "
-        "is not a resumable Shakespeare checkpoint"
+        "is not a resumable Shakespeare checkpoint (a names run's, or weights "
+        "without an optimizer): start a new run with another --out"
     )
     (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint at all")
     line = one_error_line(capsys, "sample", "--checkpoint", tmp_path / "foreign.pt")

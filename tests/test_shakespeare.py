@@ -349,6 +349,8 @@ def test_resume_refuses_a_names_checkpoint(trained, small, tmp_path, capsys):
     )
     assert line == (
         f"microgpt: error: {tmp_path}/ckpt.pt is not a resumable Shakespeare checkpoint"
+        " (a names run's, or weights without an optimizer): start a new run with"
+        " another --out"
     )
 
 
