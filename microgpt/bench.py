@@ -131,7 +131,7 @@ def run_suite(
         for r in results:
             # MFU against the measured peak
             r["pct_of_peak"] = 100 * r["gflops_per_s"] / peaks[r["dtype"]]
-        report["profile"] = step_profile(next(r for r in rungs if r.default))
+        report["profile"] = step_profile(next(r for r in rungs if r.default), device)
         report["loop_ms"] = loop_ms(device, steps * rounds, small)
     return report
 

@@ -124,22 +124,29 @@ def op_group(name: str, shapes: Sequence, block_size: int) -> str:
     return "norms and element-wise"
 
 
-def profile_groups(rung: Rung, block_size: int, steps: int = 3) -> dict[str, float]:
-    """Milliseconds per step of each group of operations (self time, from
-    torch.profiler) on ``rung``.
+def profile_groups(
+    rung: Rung, block_size: int, device: torch.device, steps: int = 3
+) -> dict[str, float]:
+    """Milliseconds per step of each group of operations on ``rung``: each
+    operation's self time from torch.profiler, on a GPU the kernels' own time (the
+    CPU's time only launches them there).
     """
     # keeps the profiler's own start/stop lines out
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    with torch.profiler.profile(
-        activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True
-    ) as prof:
+    on_gpu = device.type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if on_gpu:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
         for i in range(steps):
             rung.step(i)
+        if on_gpu:
+            torch.cuda.synchronize(device)
+    key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
     ms = dict.fromkeys(GROUPS, 0.0)
     for event in prof.key_averages(group_by_input_shape=True):
-        ms[op_group(event.key, event.input_shapes or [], block_size)] += (
-            event.self_cpu_time_total / 1000 / steps
-        )
+        group = op_group(event.key, event.input_shapes or [], block_size)
+        ms[group] += getattr(event, key) / 1000 / steps
     return ms
 
 
@@ -188,12 +195,12 @@ def group_work(
     }
 
 
-def step_profile(rung: Rung) -> dict:
+def step_profile(rung: Rung, device: torch.device) -> dict:
     """Each group's ms per step (profiled) and, where its work is counted, GFLOP/s and
     FLOPs per byte.
     """
     config, batch_size = rung.shape
-    groups = profile_groups(rung, config.block_size)
+    groups = profile_groups(rung, config.block_size, device)
     work = group_work(
         config, batch_size, 2 if rung.dtype == "bfloat16" else 4, rung.scores_in_memory
     )
