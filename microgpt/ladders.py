@@ -225,7 +225,7 @@ def shakespeare_rungs(
     torch.compile.
 
     The second rung, float32 with PyTorch's fused attention, is the reference: the step
-    as nanoGPT runs it.
+    as nanoGPT runs it on a CPU with --compile=False.
     """
     splits, config, batch_size = shakespeare_setup(small)
     seed = TrainConfig().seed
