@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 import torch
+from torch.autograd import DeviceType
 
 from microgpt.config import GPTConfig
 from microgpt.device import resolve_dtype
@@ -111,8 +112,9 @@ def op_group(name: str, shapes: Sequence, block_size: int) -> str:
         return "attention"
     if op in ("mm", "addmm"):
         return "matmuls"
+    # in any case: the optimizer's annotations read "Optimizer.step#AdamW.step"
     if (
-        "adam" in op
+        "adam" in op.lower()
         or op.startswith("_foreach")
         or op in ("linalg_vector_norm", "clamp", "stack")
     ):
@@ -127,9 +129,8 @@ def op_group(name: str, shapes: Sequence, block_size: int) -> str:
 def profile_groups(
     rung: Rung, block_size: int, device: torch.device, steps: int = 3
 ) -> dict[str, float]:
-    """Milliseconds per step of each group of operations on ``rung``: each
-    operation's self time from torch.profiler, on a GPU the kernels' own time (the
-    CPU's time only launches them there).
+    """Milliseconds per step of each group of operations on ``rung``, profiled over
+    ``steps`` steps (see :func:`group_times`).
     """
     # keeps the profiler's own start/stop lines out
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
@@ -142,11 +143,26 @@ def profile_groups(
             rung.step(i)
         if on_gpu:
             torch.cuda.synchronize(device)
+    ms = group_times(prof, block_size, on_gpu)
+    return {group: total / steps for group, total in ms.items()}
+
+
+def group_times(
+    prof: torch.profiler.profile, block_size: int, on_gpu: bool
+) -> dict[str, float]:
+    """Milliseconds of each group of operations in a finished profile: each operation's
+    self time; on a GPU, the time of the kernels it launched.
+
+    On a GPU the profiler also lists every kernel as a row of its own, whose time its
+    operation's row already holds; only the operations' rows are summed, so that each
+    kernel counts once.
+    """
     key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
     ms = dict.fromkeys(GROUPS, 0.0)
     for event in prof.key_averages(group_by_input_shape=True):
-        group = op_group(event.key, event.input_shapes or [], block_size)
-        ms[group] += getattr(event, key) / 1000 / steps
+        if event.device_type == DeviceType.CPU:
+            group = op_group(event.key, event.input_shapes or [], block_size)
+            ms[group] += getattr(event, key) / 1000
     return ms
 
 

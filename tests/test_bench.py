@@ -163,6 +163,7 @@ def test_profiled_operations_fall_into_the_steps_groups():
     assert roofline.op_group("aten::_softmax", square, 256) == "attention"
     assert roofline.op_group("aten::mm", rows, 256) == "matmuls"
     assert roofline.op_group("aten::_fused_adamw_", [], 256) == "optimizer"
+    assert roofline.op_group("Optimizer.step#AdamW.step", [], 256) == "optimizer"
     assert roofline.op_group("aten::_log_softmax", [[8192, 66]], 256) == "cross-entropy"
     assert roofline.op_group("aten::_to_copy", rows, 256) == "casts and copies"
     assert roofline.op_group("aten::mul", rows, 256) == "norms and element-wise"
