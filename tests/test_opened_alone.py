@@ -15,7 +15,7 @@ portable code instead of AVX2/AVX-512, oneDNN and MKL without AVX, so no bf16
 instructions either), and nbval compares every output with the stored one: the outputs a
 reader's CPU would print differently show up here, on any machine. ``pytest --nbval
 book/`` checks the same outputs with this CPU's own kernels. Two notebooks run at a
-time.
+time, beside the other tests, so their OpenMP threads wait passively (``SHARED_CORES``).
 """
 
 import http.server
@@ -53,6 +53,10 @@ OTHER_CPU = {
     "ONEDNN_MAX_CPU_ISA": "SSE41",
     "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
 }
+# Two notebooks and the other tests share the cores: an OpenMP thread that waits at a
+# barrier sleeps instead of spinning on a core another process needs (chapter 13, which
+# steps on all threads, took 392 s here spinning and 274 s sleeping).
+SHARED_CORES = {"OMP_WAIT_POLICY": "PASSIVE"}
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
 
 
@@ -223,6 +227,7 @@ def run_alone(
         "MICROGPT_CACHE": str(root / "cache" / notebook.stem),
         "PATH": f"{venv / 'bin'}:{env['PATH']}",
         **OTHER_CPU,
+        **SHARED_CORES,
         **overrides,
     }
     result = subprocess.run(
