@@ -50,6 +50,17 @@ def run_main(
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
+def error_line(*args, main: Callable[[list[str]], int] = cli.main) -> str:
+    """Run ``main(ARGS)`` in this process: it must exit with status 1 and exactly one
+    error line on stderr (no traceback), which is returned.
+    """
+    result = run_main(*args, main=main)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "error: " in lines[0], lines[0]
+    return lines[0]
+
+
 def tiny_run(**settings) -> TrainConfig:
     """A run of the 1-layer, 16-wide test model, in float32 unless ``settings`` say
     otherwise (so it trains the same on a CPU with bfloat16 instructions).

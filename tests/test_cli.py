@@ -15,7 +15,7 @@ from microgpt import __version__, cli
 from microgpt.cli import step_printer
 from microgpt.config import TrainConfig
 
-from helpers import run_microgpt
+from helpers import error_line, run_microgpt
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix=()):
@@ -76,18 +76,6 @@ TEXT = (
 ).split()
 
 
-def one_error_line(capsys, *args) -> str:
-    """Run the command line in-process: exit code 1 and exactly one line on stderr,
-    which is returned.
-    """
-    assert cli.main(list(map(str, args))) == 1
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("microgpt: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 @pytest.fixture
 def small_text(tmp_path, data_dir):
     path = tmp_path / "small.txt"
@@ -100,12 +88,12 @@ def files_under(folder):
 
 
 @pytest.mark.parametrize("command", ["names", "text"])
-def test_out_that_is_a_file(command, tmp_path, capsys, data_dir, small_text):
+def test_out_that_is_a_file(command, tmp_path, data_dir, small_text):
     (tmp_path / "taken").write_text("mine")
     before = files_under(tmp_path)
     for out in (tmp_path / "taken", tmp_path / "taken" / "run"):
         args = NAMES if command == "names" else [*TEXT, "--data", small_text]
-        line = one_error_line(capsys, *args, "--out", out)
+        line = error_line(*args, "--out", out)
         assert line == (
             f"microgpt: error: --out {out}: "
             f"{tmp_path / 'taken'} is a file, not a folder"
@@ -115,10 +103,8 @@ def test_out_that_is_a_file(command, tmp_path, capsys, data_dir, small_text):
     )
 
 
-def test_out_that_cannot_be_created(capsys, small_text):
-    line = one_error_line(
-        capsys, *TEXT, "--data", small_text, "--out", "/proc/microgpt-run"
-    )
+def test_out_that_cannot_be_created(small_text):
+    line = error_line(*TEXT, "--data", small_text, "--out", "/proc/microgpt-run")
     assert line.startswith(
         "microgpt: error: --out /proc/microgpt-run: cannot create it ("
     )
@@ -127,7 +113,7 @@ def test_out_that_cannot_be_created(capsys, small_text):
 
 @pytest.mark.parametrize("command", ["names", "text"])
 def test_model_too_big_for_memory_says_how_much_it_needs(
-    command, tmp_path, capsys, data_dir, small_text
+    command, tmp_path, data_dir, small_text
 ):
     big = [
         "--n-embd",
@@ -144,7 +130,7 @@ def test_model_too_big_for_memory_says_how_much_it_needs(
         if command == "names"
         else [*TEXT[:-9], "--data", small_text, *big]
     )
-    line = one_error_line(capsys, *args)
+    line = error_line(*args)
     assert re.search(
         r"this model needs about [\d,.]+ GiB to train "
         r"\(3,\d{3},\d{3},\d{3},\d{3} parameters",
@@ -167,19 +153,19 @@ def test_estimate_is_not_below_what_the_default_model_holds():
 
 @pytest.mark.parametrize("content", [b"abc\x00\x01\x02" * 50, b"\xff\xfe\x00\x81" * 50])
 @pytest.mark.parametrize("command", ["names", "text"])
-def test_binary_data(command, content, tmp_path, capsys):
+def test_binary_data(command, content, tmp_path):
     data = tmp_path / "blob.bin"
     data.write_bytes(content)
     args = NAMES if command == "names" else TEXT
-    line = one_error_line(capsys, *args, "--data", data, "--out", tmp_path / "run")
+    line = error_line(*args, "--data", data, "--out", tmp_path / "run")
     assert line.startswith(f"microgpt: error: {data} is not a text file (")
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("command", ["names", "text"])
-def test_directory_data(command, tmp_path, capsys):
+def test_directory_data(command, tmp_path):
     args = NAMES if command == "names" else TEXT
-    line = one_error_line(capsys, *args, "--data", tmp_path, "--out", tmp_path / "run")
+    line = error_line(*args, "--data", tmp_path, "--out", tmp_path / "run")
     assert (
         line.startswith(f"microgpt: error: cannot read data file {tmp_path}: ")
         and "directory" in line
@@ -187,10 +173,10 @@ def test_directory_data(command, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_text_too_short_for_one_batch(tmp_path, capsys):
+def test_text_too_short_for_one_batch(tmp_path):
     data = tmp_path / "short.txt"
     data.write_text("to be\n" * 3)
-    line = one_error_line(capsys, *TEXT, "--data", data, "--out", tmp_path / "run")
+    line = error_line(*TEXT, "--data", data, "--out", tmp_path / "run")
     assert (
         "is too short for one batch of 2 x 8 characters; "
         "lower --batch-size or --block-size"
@@ -207,8 +193,7 @@ def test_resume_with_changed_flags_and_checkpoints_of_the_wrong_kind(
     )
     capsys.readouterr()
     before = {p: p.read_bytes() for p in run_dir.iterdir()}
-    line = one_error_line(
-        capsys,
+    line = error_line(
         *TEXT,
         "--data",
         small_text,
@@ -227,16 +212,14 @@ def test_resume_with_changed_flags_and_checkpoints_of_the_wrong_kind(
     names_run = tmp_path / "names"
     assert cli.main(list(map(str, [*NAMES, "--out", names_run]))) == 0
     capsys.readouterr()
-    line = one_error_line(
-        capsys, *TEXT, "--data", small_text, "--out", names_run, "--resume"
-    )
+    line = error_line(*TEXT, "--data", small_text, "--out", names_run, "--resume")
     assert line == (
         f"microgpt: error: {names_run}/ckpt.pt "
         "is not a resumable Shakespeare checkpoint (a names run's, or weights "
         "without an optimizer): start a new run with another --out"
     )
     (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint at all")
-    line = one_error_line(capsys, "sample", "--checkpoint", tmp_path / "foreign.pt")
+    line = error_line("sample", "--checkpoint", tmp_path / "foreign.pt")
     assert "is truncated or not a checkpoint" in line
     assert {p: p.read_bytes() for p in run_dir.iterdir()} == before
 
@@ -336,7 +319,7 @@ def threads_seen(monkeypatch):
 
 @pytest.mark.parametrize("threads, expected", [([], 1), (["--threads", "2"], 2)])
 def test_names_runs_on_one_thread_unless_told(
-    threads_seen, threads, expected, capsys, data_dir
+    threads_seen, threads, expected, data_dir
 ):
     import torch
 
@@ -348,7 +331,7 @@ def test_names_runs_on_one_thread_unless_told(
 
 @pytest.mark.parametrize("threads, expected", [([], 3), (["--threads", "2"], 2)])
 def test_shakespeare_keeps_torchs_threads_unless_told(
-    threads_seen, threads, expected, tmp_path, capsys, small_text
+    threads_seen, threads, expected, tmp_path, small_text
 ):
     import torch
 
@@ -418,9 +401,7 @@ def test_bad_threads_is_one_error_line(prog, command, value, message, capsys):
 
 
 def test_threads_is_a_torch_engine_flag(capsys):
-    line = one_error_line(
-        capsys, "train", "names", "--engine", "scalar-fused", "--threads", "2"
-    )
+    line = error_line("train", "names", "--engine", "scalar-fused", "--threads", "2")
     assert line == (
         "microgpt: error: --threads: only with --engine torch "
         "(the scalar engines run one name at a time)"

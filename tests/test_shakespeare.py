@@ -32,7 +32,7 @@ from microgpt.text import (
 )
 from microgpt.train import warmup_cosine
 
-from helpers import run_chapter_cells, run_main, run_microgpt, tiny_run
+from helpers import error_line, run_chapter_cells, run_main, run_microgpt, tiny_run
 
 TINY = (
     "--batch-size 4 --block-size 16 --n-embd 16 --n-head 2 --n-layer 1"
@@ -62,14 +62,6 @@ def small(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("data") / "small.txt"
     path.write_text(text[:20_000])
     return path
-
-
-def error_line(capsys, *args) -> str:
-    """Run the command line in-process; it must fail with exactly one line on stderr."""
-    assert cli.main(list(map(str, args))) == 1
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 # --- data pipeline --------------------------------------------------------------------
@@ -249,9 +241,8 @@ def test_sigkill_then_resume_gives_bit_identical_losses(tmp_path, small):
     )
 
 
-def test_resume_with_nothing_to_resume(tmp_path, small, capsys):
+def test_resume_with_nothing_to_resume(tmp_path, small):
     line = error_line(
-        capsys,
         "train",
         "shakespeare",
         "--data",
@@ -289,37 +280,36 @@ def trained(tmp_path_factory, small):
     return folder
 
 
-def resume_error(capsys, data, trained, *flags) -> str:
+def resume_error(data, trained, *flags) -> str:
     """The error line of ``--resume`` of the ``trained`` fixture's run on ``data``."""
     out = trained / "done"
     return error_line(
-        capsys, "train", "shakespeare", "--data", data, "--out", out, "--resume", *flags
+        "train", "shakespeare", "--data", data, "--out", out, "--resume", *flags
     )
 
 
-def test_resume_refuses_contradicting_flags(trained, small, capsys):
-    line = resume_error(capsys, small, trained, "--lr", "0.01", "--quiet")
+def test_resume_refuses_contradicting_flags(trained, small):
+    line = resume_error(small, trained, "--lr", "0.01", "--quiet")
     assert line == (
         "microgpt: error: --lr 0.01 differs from the checkpoint's 0.004; "
         "drop it to resume the run as it was"
     )
 
 
-def test_resume_refuses_other_data(trained, small, tmp_path, capsys):
+def test_resume_refuses_other_data(trained, small, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text(small.read_text()[::-1])
-    line = resume_error(capsys, other, trained)
+    line = resume_error(other, trained)
     assert "was trained on another text; pass the same --data to resume it" in line
 
 
-def test_resume_of_a_finished_run(trained, small, capsys):
-    line = resume_error(capsys, small, trained)
+def test_resume_of_a_finished_run(trained, small):
+    line = resume_error(small, trained)
     assert line.endswith("already finished its 20 steps; nothing to resume")
 
 
-def test_fresh_run_will_not_overwrite_a_checkpoint(trained, small, capsys):
+def test_fresh_run_will_not_overwrite_a_checkpoint(trained, small):
     line = error_line(
-        capsys,
         "train",
         "shakespeare",
         "--data",
@@ -331,21 +321,21 @@ def test_fresh_run_will_not_overwrite_a_checkpoint(trained, small, capsys):
     assert "already holds a checkpoint; add --resume to continue it" in line
 
 
-def test_resume_refuses_a_truncated_checkpoint(trained, small, tmp_path, capsys):
+def test_resume_refuses_a_truncated_checkpoint(trained, small, tmp_path):
     (tmp_path / "ckpt.pt").write_bytes(
         (trained / "done" / "ckpt.pt").read_bytes()[:1000]
     )
     line = error_line(
-        capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume"
+        "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume"
     )
     assert "is truncated or not a checkpoint" in line
 
 
-def test_resume_refuses_a_names_checkpoint(trained, small, tmp_path, capsys):
+def test_resume_refuses_a_names_checkpoint(trained, small, tmp_path):
     ckpt = load_checkpoint(trained / "done" / "ckpt.pt")
     torch.save({**ckpt, "dataset": "names", "optimizer": None}, tmp_path / "ckpt.pt")
     line = error_line(
-        capsys, "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume"
+        "train", "shakespeare", "--data", small, "--out", tmp_path, "--resume"
     )
     assert line == (
         f"microgpt: error: {tmp_path}/ckpt.pt is not a resumable Shakespeare checkpoint"
@@ -435,9 +425,8 @@ def test_text_samples_never_stop_at_bos(trained, tmp_path):
     assert [len(t) for t in samples_of(result.stdout)] == [500, 500, 500]
 
 
-def test_prompt_outside_the_vocabulary(trained, capsys):
+def test_prompt_outside_the_vocabulary(trained):
     line = error_line(
-        capsys,
         "sample",
         "--checkpoint",
         trained / "done" / "ckpt.pt",
@@ -670,7 +659,7 @@ def test_gradient_accumulation_needs_equal_micro_batches(text):
         )
 
 
-def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):
+def test_grad_accum_flag_and_its_errors(tmp_path, small):
     result = run_main(
         "train",
         "shakespeare",
@@ -688,7 +677,6 @@ def test_grad_accum_flag_and_its_errors(tmp_path, small, capsys):
     assert "in 2 micro-batches of 2" in result.stdout
     assert load_checkpoint(tmp_path / "ckpt.pt")["run"]["grad_accum"] == 2
     line = error_line(
-        capsys,
         "train",
         "shakespeare",
         "--data",
